@@ -1,0 +1,38 @@
+# gatekit: every entry point the README and CI use.
+# `make run` sets up a local virtual environment and trains the main recipe;
+# `make test` sets it up and runs the fast test suite.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+RECIPE ?= recipes/aim_metadrive.yaml
+ARGS   ?=
+
+.PHONY: setup run test test-slow lint bench clean
+
+# torch goes in first, pinned to the CPU build: a plain `torch` requirement would pull a
+# multi-GB CUDA build. The stamp file re-runs setup when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[all,dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(VENV)/bin/gatekit train $(RECIPE) $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+lint: setup
+	$(VENV)/bin/ruff check gatekit tests bench
+	$(VENV)/bin/mypy gatekit
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

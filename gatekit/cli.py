@@ -1,0 +1,153 @@
+"""``gatekit`` command line: parse, call the library, print a table.
+
+Every :class:`~gatekit.errors.GatekitError` (bad recipe, unknown name, unwritable folder, ...)
+is printed as one line on stderr with exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from gatekit.errors import GatekitError
+
+stdout = Console()
+err = Console(stderr=True)
+
+
+def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except GatekitError as exc:
+            click.echo(f"gatekit: error: {exc}", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("gatekit: interrupted", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="gatekit")
+def main() -> None:
+    """gatekit: pluggable intervention gates for interactive imitation learning."""
+
+
+def fmt_stat(v: Any, digits: int = 2) -> str:
+    if isinstance(v, dict):
+        if v.get("n", 0) == 0 or v["mean"] != v["mean"]:
+            return "-"
+        return f"{v['mean']:.{digits}f} ± {v['std']:.{digits}f}"
+    if isinstance(v, float):
+        return "-" if math.isnan(v) else f"{v:.{digits}f}"
+    return str(v)
+
+
+def results_table(res: dict[str, Any], title: str) -> Table:
+    """The run's figures in the AIM paper's layout (one row per figure)."""
+    t = Table(title=title, show_header=True, header_style="bold")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("expert-involved steps (take-over rate)", f"{res['expert_steps']} ({res['takeover_rate']:.2f})")
+    t.add_row("total steps", str(res["total_steps"]))
+    t.add_row("switches", str(res["switches"]))
+    t.add_row("expert queries", str(res["expert_queries"]))
+    for key, val in res.items():
+        if key.startswith("test_"):
+            t.add_row(f"test {key[5:].replace('_', ' ')} (mean ± std, n={val.get('n', '?')})", fmt_stat(val))
+    for key, val in res.items():
+        if key.startswith("expert_test_") and key[12:] in ("success", "return", "route_completion"):
+            t.add_row(f"expert's own test {key[12:].replace('_', ' ')}", fmt_stat(val))
+    t.add_row("wall time (s)", f"{res['wall_seconds']:.1f}")
+    t.add_row("status", res["status"])
+    return t
+
+
+@main.command()
+@click.argument("recipe", type=click.Path(path_type=Path), required=False)
+@click.option("--seed", type=int, default=None, help="Override the recipe's seed.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field, e.g. --set budget.total_steps=5000 (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<name>-s<seed>-<time>).")
+@click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue the run in this folder.")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_clean_errors
+def train(recipe: Path | None, seed: int | None, overrides: tuple[str, ...], out: Path | None, resume: Path | None, no_progress: bool) -> None:
+    """Train the novice of RECIPE (a YAML file), gated by its criterion."""
+    from gatekit.config import load_recipe
+    from gatekit.run import train as run_train
+
+    if resume is not None:
+        if recipe is not None or overrides or seed is not None:
+            raise GatekitError("--resume: the run folder's recipe is used; drop RECIPE, --seed and --set")
+        res = run_train(resume=resume, progress=not no_progress)
+        run_dir = resume
+    else:
+        if recipe is None:
+            raise GatekitError("train: missing RECIPE; e.g. gatekit train recipes/aim_metadrive.yaml")
+        extra = [*overrides, f"seed={seed}"] if seed is not None else list(overrides)
+        r = load_recipe(recipe, extra)
+        from gatekit.run import default_run_dir
+
+        run_dir = out if out is not None else default_run_dir(r)
+        res = run_train(r, out=run_dir, progress=not no_progress)
+    stdout.print(results_table(res, f"{res['recipe']} (seed {res['seed']}): {res['criterion']} gate, {res['learner']} learner"))
+    stdout.print(f"run folder: {run_dir}")
+
+
+@main.command("eval")
+@click.argument("target", type=click.Path(path_type=Path))
+@click.option("--episodes", type=int, default=None, help="Test episodes (default: the recipe's eval.final_episodes).")
+@click.option("--expert", "use_expert", is_flag=True, help="Evaluate the recipe's expert instead of a trained novice.")
+@click.option("--checkpoint", type=click.Choice(["final", "best"]), default="final", help="Which saved novice of a run folder.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field (e.g. the env's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@_clean_errors
+def eval_cmd(target: Path, episodes: int | None, use_expert: bool, checkpoint: str, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Evaluate a trained novice (TARGET = run folder) or an expert (TARGET = recipe or run
+    folder, with --expert) on the recipe's held-out test env."""
+    from gatekit.evaluate_cli import evaluate_target
+
+    stats = evaluate_target(target, episodes=episodes, use_expert=use_expert, checkpoint=checkpoint, overrides=overrides)
+    if as_json:
+        click.echo(json.dumps(stats, indent=2))
+        return
+    t = Table(title=f"{'expert' if use_expert else 'novice'} on held-out test episodes", header_style="bold")
+    for col in ("metric", "mean", "std", "95% interval", "n"):
+        t.add_column(col, justify="right" if col != "metric" else "left")
+    for k, v in stats.items():
+        t.add_row(k, f"{v['mean']:.3f}", f"{v['std']:.3f}", f"[{v['mean'] - v['ci95']:.3f}, {v['mean'] + v['ci95']:.3f}]", str(v["n"]))
+    stdout.print(t)
+
+
+@main.command("list")
+@_clean_errors
+def list_cmd() -> None:
+    """List the registered criteria, learners, envs and experts."""
+    from gatekit.criteria import CRITERIA
+    from gatekit.envs import ENVS
+    from gatekit.experts import EXPERTS
+    from gatekit.learners import LEARNERS
+
+    for title, reg in (("criteria", CRITERIA), ("learners", LEARNERS), ("envs", ENVS), ("experts", EXPERTS)):
+        t = Table(title=title, show_header=False, title_justify="left")
+        t.add_column("name", style="bold")
+        t.add_column("what")
+        for name in reg.names():
+            t.add_row(name, reg.help(name))
+        stdout.print(t)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,376 @@
+"""Recipes: YAML files loaded strictly into typed config objects.
+
+A recipe names the env, the expert, the criterion and the learner by registry name (``id``);
+every other key of those four sections is a keyword argument of that component, checked
+against its constructor. Everything else is a typed field below: an unknown key, a missing
+required key or a value of the wrong type is a :class:`~gatekit.errors.ConfigError` with one
+line naming the field (``budget.total_steps``) and the fix.
+
+Example:
+    >>> recipe = load_recipe_dict({
+    ...     "name": "demo",
+    ...     "env": {"id": "cartpole"}, "expert": {"id": "cartpole-pd"},
+    ...     "criterion": {"id": "action-gap"}, "learner": {"id": "bc"},
+    ...     "budget": {"total_steps": 2000},
+    ... })
+    >>> recipe.budget.total_steps, recipe.criterion.id
+    (2000, 'action-gap')
+    >>> load_recipe_dict({"name": "x", "budgt": {}})
+    Traceback (most recent call last):
+    ...
+    gatekit.errors.ConfigError: recipe: unknown key 'budgt'; did you mean 'budget'?
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from gatekit.errors import ConfigError, nearest
+
+
+@dataclass(kw_only=True)
+class Component:
+    """A registry name plus the keyword arguments of that component."""
+
+    id: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, **self.kwargs}
+
+
+@dataclass(kw_only=True)
+class Budget:
+    """When training stops, and the expert's warm-up."""
+
+    total_steps: int
+    """Env steps of training (expert and novice steps together)."""
+    expert_steps: int | None = None
+    """Stop early once this many expert-involved steps were spent (None: no limit)."""
+    warmup_steps: int = 0
+    """The expert drives the first N env steps before the novice's first training."""
+
+
+@dataclass(kw_only=True)
+class EvalConfig:
+    """Evaluation of the novice, alone, on the env's held-out (test) split."""
+
+    every_steps: int = 0
+    """Evaluate every N training steps (0: only at the end)."""
+    episodes: int = 10
+    """Episodes of each periodic evaluation."""
+    final_episodes: int = 50
+    """Episodes of the final evaluation (test seeds 0..N-1)."""
+    expert_reference: bool = False
+    """Also evaluate the expert alone on the same test episodes, for reference."""
+    in_worker: bool = True
+    """Evaluate in a separate process (required for one-engine-per-process simulators such as
+    MetaDrive; also lets evaluation use a second core while training goes on)."""
+
+
+@dataclass(kw_only=True)
+class LogConfig:
+    """What the run writes besides ``results.json`` and its records."""
+
+    tensorboard: bool = True
+    """Write TensorBoard event files (skipped with a warning if tensorboard is missing)."""
+    progress: bool = True
+    """Show a progress bar."""
+    plots: bool = True
+    """Write PNG plots (take-over rate over training, test success vs expert steps)."""
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    """Durability of the records (expert labels are a person's time)."""
+
+    max_unsynced: int = 8
+    """At most this many expert-labelled steps may be waiting for fsync (lost only on a power
+    failure or OS crash; a killed process loses none). 0: fsync every expert-labelled step."""
+    sync_seconds: float = 2.0
+    """Also fsync pending records at least this often."""
+    checkpoint_every: int = 1000
+    """Write a checkpoint every N env steps (and on SIGINT/SIGTERM, and at the end)."""
+
+
+@dataclass(kw_only=True)
+class Recipe:
+    """A whole run: what to train, against which expert, gated how, for how long."""
+
+    name: str
+    """A short name; run folders are named after it."""
+    env: Component
+    expert: Component
+    criterion: Component
+    learner: Component
+    budget: Budget
+    seed: int = 0
+    """One seed fans out to env, expert, criterion, learner and torch."""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    on_nonfinite: Literal["expert", "raise"] = "expert"
+    """A NaN/inf novice action: the expert acts on that step, or the run stops."""
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _dump(self)
+
+
+def _dump(obj: Any) -> Any:
+    if isinstance(obj, Component):
+        return obj.to_dict()
+    if dataclasses.is_dataclass(obj):
+        return {f.name: _dump(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    return obj
+
+
+# ---------------------------------------------------------------------------------------------
+# strict loading
+
+_RANGES: dict[str, tuple[float, float]] = {
+    "budget.total_steps": (1, math.inf),
+    "budget.expert_steps": (0, math.inf),
+    "budget.warmup_steps": (0, math.inf),
+    "eval.every_steps": (0, math.inf),
+    "eval.episodes": (1, math.inf),
+    "eval.final_episodes": (0, math.inf),
+    "data.max_unsynced": (0, math.inf),
+    "data.sync_seconds": (0, math.inf),
+    "data.checkpoint_every": (1, math.inf),
+}
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+    """Read a YAML recipe, apply ``a.b=value`` overrides, and load it strictly."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe: no such file '{path}'; give the path of a .yaml recipe (see recipes/)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"recipe: '{path}' is not valid YAML{where}; fix the syntax") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"recipe: '{path}' is not a text file; give a .yaml recipe") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"recipe: '{path}' must hold a mapping of fields (name, env, expert, ...)")
+    return load_recipe_dict(apply_overrides(raw, overrides))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``a.b.c=value`` set (value parsed as YAML)."""
+    out = _deepcopy(raw)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set: expected key=value, got '{item}' (e.g. --set budget.total_steps=5000)")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError:
+            value = text
+        parts = key.strip().split(".")
+        node = out
+        for i, part in enumerate(parts[:-1]):
+            nxt = node.get(part)
+            if nxt is None:
+                nxt = node[part] = {}
+            if not isinstance(nxt, dict):
+                raise ConfigError(f"--set {key}: '{'.'.join(parts[: i + 1])}' is not a section")
+            node = nxt
+        node[parts[-1]] = value
+    return out
+
+
+def _deepcopy(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _deepcopy(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_deepcopy(v) for v in x]
+    return x
+
+
+def load_recipe_dict(raw: dict[str, Any]) -> Recipe:
+    """Load a recipe from a plain mapping (as parsed from YAML), strictly."""
+    if not isinstance(raw, dict):
+        raise ConfigError("recipe: expected a mapping of fields")
+    return _load_dataclass(Recipe, raw, "")
+
+
+def _load_dataclass(cls: type, raw: Any, path: str) -> Any:
+    where = path or "recipe"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a section (mapping), got {_kind(raw)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(f"{where}: unknown key '{_join(path, str(key))}'; {nearest(str(key), fields)}")
+    values = {}
+    for name, f in fields.items():
+        full = _join(path, name)
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"recipe: missing required key '{full}'; add it")
+            continue
+        values[name] = _convert(hints[name], raw[name], full)
+    return cls(**values)
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _kind(v: Any) -> str:
+    return "nothing" if v is None else f"{type(v).__name__} {v!r}" if not isinstance(v, (dict, list)) else type(v).__name__
+
+
+def _convert(tp: Any, value: Any, path: str) -> Any:
+    if tp is Component:
+        return _load_component(value, path)
+    if dataclasses.is_dataclass(tp):
+        return _load_dataclass(tp, value, path)
+    out = check_type(tp, value, path)
+    lo_hi = _RANGES.get(path)
+    if lo_hi is not None and out is not None and not (lo_hi[0] <= out <= lo_hi[1]):
+        bound = f">= {lo_hi[0]:g}" if lo_hi[1] == math.inf else f"in [{lo_hi[0]:g}, {lo_hi[1]:g}]"
+        raise ConfigError(f"recipe: '{path}' must be {bound}, got {out}")
+    return out
+
+
+def _load_component(value: Any, path: str) -> Component:
+    if isinstance(value, str):
+        return Component(id=value)
+    if not isinstance(value, dict):
+        raise ConfigError(f"recipe: '{path}' must be a section with an 'id' (e.g. {path}: {{id: ...}}), got {_kind(value)}")
+    if "id" not in value:
+        raise ConfigError(f"recipe: missing required key '{path}.id'; name the {path} (see `gatekit list`)")
+    if not isinstance(value["id"], str):
+        raise ConfigError(f"recipe: '{path}.id' must be a string, got {_kind(value['id'])}")
+    return Component(id=value["id"], kwargs={k: v for k, v in value.items() if k != "id"})
+
+
+def check_type(tp: Any, value: Any, path: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return it (ints widened to floats)."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if tp is Any or tp is inspect.Parameter.empty:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arg in args:
+            try:
+                return check_type(arg, value, path)
+            except ConfigError as exc:
+                errors.append(exc)
+        allowed = " or ".join(_type_name(a) for a in args)
+        raise ConfigError(f"recipe: '{path}' must be {allowed}, got {_kind(value)}")
+    if tp is type(None):
+        if value is None:
+            return None
+        raise ConfigError(f"recipe: '{path}' must be null, got {_kind(value)}")
+    if origin is Literal:
+        if value in args and type(value) in {type(a) for a in args}:
+            return value
+        raise ConfigError(f"recipe: '{path}' must be one of {', '.join(repr(a) for a in args)}; got {value!r}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"recipe: '{path}' must be true or false, got {_kind(value)}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer() and math.isfinite(value):
+            return int(value)
+        raise ConfigError(f"recipe: '{path}' must be an integer, got {_kind(value)}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(float(value)):
+                raise ConfigError(f"recipe: '{path}' must be a finite number, got {value}")
+            return float(value)
+        raise ConfigError(f"recipe: '{path}' must be a number, got {_kind(value)}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"recipe: '{path}' must be a string, got {_kind(value)}")
+    if origin in (list, tuple, typing.Sequence) or tp in (list, tuple):
+        if not isinstance(value, list):
+            raise ConfigError(f"recipe: '{path}' must be a list, got {_kind(value)}")
+        inner = args[0] if args else Any
+        return [check_type(inner, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"recipe: '{path}' must be a mapping, got {_kind(value)}")
+        return value
+    return value  # other annotations (classes, callables): left to the component to check
+
+
+def _type_name(tp: Any) -> str:
+    if tp is type(None):
+        return "null"
+    if typing.get_origin(tp) is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def check_kwargs(fn: Any, kwargs: dict[str, Any], path: str, *, provided: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Check a component's keyword arguments against ``fn``'s signature and annotations.
+
+    ``provided`` are arguments gatekit passes itself (``env``, ``split``, ``seed``, spaces):
+    a recipe may not set them.
+    """
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return kwargs
+    params = {n: p for n, p in sig.parameters.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    accepts_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # annotations naming optional packages that are not installed
+        hints = {}
+    settable = {n for n in params if n not in provided}
+    out = {}
+    for key, value in kwargs.items():
+        if key in provided:
+            raise ConfigError(f"recipe: '{path}.{key}' is set by gatekit; remove it from the recipe")
+        if key not in params:
+            if accepts_any:
+                out[key] = value
+                continue
+            raise ConfigError(f"recipe: unknown key '{path}.{key}'; {nearest(key, settable)}")
+        out[key] = check_type(hints.get(key, Any), value, f"{path}.{key}")
+    for name, p in params.items():
+        if name in settable and p.default is p.empty and name not in out:
+            raise ConfigError(f"recipe: missing required key '{path}.{name}'; add it")
+    return out
+
+
+def build(registry: Any, comp: Component, path: str, **provided: Any) -> Any:
+    """Build ``comp`` from ``registry``: resolve its id, check its kwargs, call it.
+
+    A ``ValueError``/``TypeError`` raised by the component's own validation becomes a
+    one-line :class:`ConfigError` naming the recipe section.
+    """
+    fn = registry.get(comp.id, field=f"{path}.id")
+    kwargs = check_kwargs(fn, comp.kwargs, path, provided=tuple(provided))
+    try:
+        return fn(**provided, **kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as exc:
+        if type(exc).__module__.startswith("gatekit"):
+            raise
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError(f"recipe: {path} '{comp.id}': {msg}") from exc

@@ -1,0 +1,55 @@
+"""``gatekit eval``: evaluate a run's saved novice, or an expert, on a recipe's test env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gatekit.config import build, load_recipe
+from gatekit.errors import RunDirError
+from gatekit.evaluation import evaluate, summarize
+from gatekit.learners import LEARNERS
+
+
+def evaluate_target(target: Path, *, episodes: int | None, use_expert: bool, checkpoint: str = "final",
+                    overrides: tuple[str, ...] = ()) -> dict[str, dict[str, float]]:
+    """Return ``{metric: {mean, std, ci95, n}}`` for the novice of run folder ``target`` (or
+    for the expert of recipe/run ``target`` with ``use_expert``)."""
+    target = Path(target)
+    is_run = target.is_dir()
+    recipe_path = target / "recipe.yaml" if is_run else target
+    if is_run and not recipe_path.is_file():
+        raise RunDirError(f"'{target}' is not a gatekit run folder (no recipe.yaml)")
+    recipe = load_recipe(recipe_path, list(overrides))
+    n = episodes if episodes is not None else (recipe.eval.final_episodes or recipe.eval.episodes)
+    if n < 1:
+        raise RunDirError(f"--episodes must be >= 1, got {n}")
+    torch.set_num_threads(1)
+    from gatekit.progress import console
+    from rich.progress import Progress
+
+    with Progress(console=console, transient=True) as bar:
+        task = bar.add_task("evaluating", total=n)
+
+        def tick(_: int) -> None:
+            bar.advance(task)
+
+        if use_expert:
+            episodes_out = evaluate(recipe.env, None, n, expert_comp=recipe.expert, on_episode=tick)
+        else:
+            if not is_run:
+                raise RunDirError(f"'{target}' is a recipe, which has no trained novice; pass a run folder, or --expert")
+            state_path = target / f"novice_{checkpoint}.pt"
+            if not state_path.is_file():
+                raise RunDirError(f"'{state_path}' does not exist (the run did not finish or never evaluated); try --checkpoint final, or finish it with gatekit train --resume {target}")
+            from gatekit.envs import ENVS
+
+            probe = build(ENVS, recipe.env, "env", split="test", seed=0)
+            spaces = (probe.observation_space, probe.action_space)
+            probe.close()
+            learner = build(LEARNERS, recipe.learner, "learner", observation_space=spaces[0], action_space=spaces[1], seed=recipe.seed)
+            learner.load_state_dict(torch.load(state_path, weights_only=True))
+            episodes_out = evaluate(recipe.env, learner.policy(), n, on_episode=tick)
+    return {k: s.as_dict() for k, s in summarize(episodes_out).items()}

@@ -1,0 +1,161 @@
+"""Evaluation on held-out scenes: the novice (or the expert) alone, no gate.
+
+Episode ``i`` of an evaluation resets the test env with ``seed=i``, so every evaluation of a
+run, and of every run of a comparison, visits the same held-out scenes. Metrics per episode:
+``success`` (``info["is_success"]``), ``return``, ``length``, and the env's extra metrics
+(``env.metadata["gatekit_metrics"]``, e.g. MetaDrive's ``route_completion``). Summaries give
+the mean, the standard deviation and a 95% interval half-width (normal approximation).
+
+:class:`EvalWorker` runs evaluations in a separate process: simulators that allow one engine
+per process (MetaDrive) never see a second engine, and training goes on while the second core
+evaluates.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gatekit.config import Component, build
+from gatekit.envs.base import METRICS_KEY
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean, standard deviation, 95% interval half-width and count of one metric."""
+
+    mean: float
+    std: float
+    ci95: float
+    n: int
+
+    @staticmethod
+    def of(values: list[float]) -> Stat:
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.size == 0:
+            return Stat(math.nan, math.nan, math.nan, 0)
+        std = float(arr.std(ddof=1)) if arr.size > 1 else 0.0
+        return Stat(float(arr.mean()), std, 1.96 * std / math.sqrt(arr.size), int(arr.size))
+
+    def as_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "std": self.std, "ci95": self.ci95, "n": self.n}
+
+
+def summarize(episodes: list[dict[str, float]]) -> dict[str, Stat]:
+    """Per-metric :class:`Stat` over a list of per-episode metric dicts."""
+    keys = sorted({k for ep in episodes for k in ep})
+    return {k: Stat.of([ep[k] for ep in episodes if k in ep]) for k in keys}
+
+
+def run_episodes(env: Any, act: Callable[[Any], Any], episodes: int, *, on_episode: Callable[[int], None] | None = None,
+                 reset_actor: Callable[[int], None] | None = None) -> list[dict[str, float]]:
+    """Run ``episodes`` test episodes (seeds 0..N-1) with ``act`` and return their metrics."""
+    extra = list(env.metadata.get(METRICS_KEY, []))
+    out = []
+    for i in range(episodes):
+        obs, info = env.reset(seed=i)
+        if reset_actor is not None:
+            reset_actor(i)
+        ret, length = 0.0, 0
+        while True:
+            obs, reward, terminated, truncated, info = env.step(act(obs))
+            ret += float(reward)
+            length += 1
+            if terminated or truncated:
+                break
+        ep = {"success": float(bool(info.get("is_success", False))), "return": ret, "length": float(length)}
+        for key in extra:
+            if key in info:
+                ep[key] = float(info[key])
+        out.append(ep)
+        if on_episode is not None:
+            on_episode(i)
+    return out
+
+
+def evaluate(env_comp: Component, actor: Any, episodes: int, *, expert_comp: Component | None = None,
+             on_episode: Callable[[int], None] | None = None) -> list[dict[str, float]]:
+    """Build the test env from ``env_comp`` and evaluate ``actor`` on it.
+
+    ``actor`` is a policy (``obs -> action``); with ``expert_comp`` the expert it names is built
+    on the test env and evaluated instead (``actor`` is ignored).
+    """
+    from gatekit.envs import ENVS
+    from gatekit.experts import EXPERTS
+
+    env = build(ENVS, env_comp, "env", split="test", seed=0)
+    try:
+        if expert_comp is not None:
+            expert = build(EXPERTS, expert_comp, "expert", env=env)
+            expert.bind(env)
+            return run_episodes(env, expert.act, episodes, on_episode=on_episode,
+                                reset_actor=lambda i: expert.reset(seed=10_000 + i))
+        return run_episodes(env, actor, episodes, on_episode=on_episode)
+    finally:
+        env.close()
+
+
+def _worker_main(conn: Any, threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            break
+        tag, env_comp, actor, episodes, expert_comp = msg
+        try:
+            result: Any = evaluate(env_comp, actor, episodes, expert_comp=expert_comp)
+            conn.send((tag, "ok", result))
+        except Exception as exc:  # reported to the parent, which decides
+            conn.send((tag, "error", f"{type(exc).__name__}: {exc}"))
+
+
+class EvalWorker:
+    """Evaluations in a spawned worker process, one at a time, in submission order.
+
+    Example:
+        worker = EvalWorker()
+        worker.submit("step-2000", env_comp, novice_policy, episodes=10)
+        ...
+        for tag, episodes in worker.poll(): ...
+        worker.close()
+    """
+
+    def __init__(self, *, threads: int = 1) -> None:
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_worker_main, args=(child, threads), daemon=True)
+        self._proc.start()
+        self.pending: list[str] = []
+
+    def submit(self, tag: str, env_comp: Component, actor: Any, episodes: int, *, expert_comp: Component | None = None) -> None:
+        self._conn.send((tag, env_comp, actor, episodes, expert_comp))
+        self.pending.append(tag)
+
+    def poll(self, *, block: bool = False) -> list[tuple[str, list[dict[str, float]]]]:
+        """Finished evaluations; with ``block`` wait for all pending ones."""
+        done = []
+        while self.pending and (block or self._conn.poll()):
+            if not self._proc.is_alive() and not self._conn.poll():
+                raise RuntimeError("the evaluation worker died; see its output above")
+            tag, status, payload = self._conn.recv()
+            self.pending.remove(tag)
+            if status != "ok":
+                raise RuntimeError(f"evaluation '{tag}' failed in the worker: {payload}")
+            done.append((tag, payload))
+        return done
+
+    def close(self) -> None:
+        try:
+            self._conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        self._proc.join(timeout=10)
+        if self._proc.is_alive():
+            self._proc.terminate()

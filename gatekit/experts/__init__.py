@@ -1,0 +1,19 @@
+"""Experts by registry name. Simulator and SB3 imports happen only when an expert is built.
+
+An expert factory is ``factory(*, env, **kwargs) -> Expert``; ``env`` is the env it advises on
+(its spaces and privileged state).
+"""
+
+from gatekit.experts.base import Expert
+from gatekit.registry import Registry
+
+EXPERTS = Registry("expert")
+EXPERTS.register("pendulum-pd", "gatekit.experts.classic:PendulumExpert", "energy-shaping swing-up + PD balance for Pendulum-v1")
+EXPERTS.register("cartpole-pd", "gatekit.experts.classic:CartPoleExpert", "PD controller on pole angle and velocity for CartPole-v1")
+EXPERTS.register("echo", "gatekit.experts.classic:EchoExpert", "returns a fixed action (tests)")
+EXPERTS.register("metadrive-ppo", "gatekit.experts.metadrive:MetaDrivePPOExpert", "the PPO driving expert shipped in the metadrive wheel")
+EXPERTS.register("minigrid-planner", "gatekit.experts.minigrid:MiniGridPlannerExpert", "shortest path over the true grid, opens doors")
+EXPERTS.register("sb3", "gatekit.experts.sb3:SB3Expert", "any stable-baselines3 model zip (PPO.load etc.)")
+EXPERTS.register("sb3-policy", "gatekit.experts.sb3:SB3PolicyExpert", "a bare SB3 policy.pth state dict with a declared architecture")
+
+__all__ = ["EXPERTS", "Expert"]
