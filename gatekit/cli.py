@@ -64,12 +64,13 @@ def results_table(res: dict[str, Any], title: str) -> Table:
     t.add_row("total steps", str(res["total_steps"]))
     t.add_row("switches", str(res["switches"]))
     t.add_row("expert queries", str(res["expert_queries"]))
-    for key, val in res.items():
-        if key.startswith("test_"):
-            t.add_row(f"test {key[5:].replace('_', ' ')} (mean ± std, n={val.get('n', '?')})", fmt_stat(val))
-    for key, val in res.items():
-        if key.startswith("expert_test_") and key[12:] in ("success", "return", "route_completion"):
-            t.add_row(f"expert's own test {key[12:].replace('_', ' ')}", fmt_stat(val))
+    first = ("test_success", "test_return", "test_route_completion")
+    keys = [k for k in first if k in res] + sorted(k for k in res if k.startswith("test_") and k not in first)
+    for key in keys:
+        t.add_row(f"test {key[5:].replace('_', ' ')} (mean ± std, n={res[key].get('n', '?')})", fmt_stat(res[key]))
+    for key in first:
+        if f"expert_{key}" in res:
+            t.add_row(f"expert's own {key.replace('_', ' ')}", fmt_stat(res[f"expert_{key}"]))
     t.add_row("wall time (s)", f"{res['wall_seconds']:.1f}")
     t.add_row("status", res["status"])
     return t

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -26,9 +25,12 @@ def evaluate_target(target: Path, *, episodes: int | None, use_expert: bool, che
     n = episodes if episodes is not None else (recipe.eval.final_episodes or recipe.eval.episodes)
     if n < 1:
         raise RunDirError(f"--episodes must be >= 1, got {n}")
+    if not use_expert and not is_run:
+        raise RunDirError(f"'{target}' is a recipe, which has no trained novice; pass a run folder, or --expert")
     torch.set_num_threads(1)
-    from gatekit.progress import console
     from rich.progress import Progress
+
+    from gatekit.progress import console
 
     with Progress(console=console, transient=True) as bar:
         task = bar.add_task("evaluating", total=n)
@@ -39,8 +41,6 @@ def evaluate_target(target: Path, *, episodes: int | None, use_expert: bool, che
         if use_expert:
             episodes_out = evaluate(recipe.env, None, n, expert_comp=recipe.expert, on_episode=tick)
         else:
-            if not is_run:
-                raise RunDirError(f"'{target}' is a recipe, which has no trained novice; pass a run folder, or --expert")
             state_path = target / f"novice_{checkpoint}.pt"
             if not state_path.is_file():
                 raise RunDirError(f"'{state_path}' does not exist (the run did not finish or never evaluated); try --checkpoint final, or finish it with gatekit train --resume {target}")

@@ -27,6 +27,7 @@ cannot be restored), the next one starts fresh.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -358,7 +359,7 @@ class _Run:
             self.worker = worker
             self.logs = logs
             if r.eval.expert_reference and not any(e.get("tag") == "expert" for e in self.state.evals):
-                self._submit_eval("expert", r.eval.final_episodes or r.eval.episodes, expert=True)
+                self._expert_reference()
             with _StopFlag() as stop, self._progress() as bar:
                 self._loop(stop, bar)
                 status = "interrupted" if stop.signal is not None else "finished"
@@ -425,9 +426,7 @@ class _Run:
             record = w.last_record
             assert record is not None
             self.learner.observe(record, self.store)
-            if warmup and totals.steps == warmup:
-                self._update()
-            elif totals.steps > warmup and self.learner.wants_update(self.store):
+            if warmup and totals.steps == warmup or totals.steps > warmup and self.learner.wants_update(self.store):
                 self._update()
             if terminated or truncated:
                 ep = info[w.info_key]["episode"]
@@ -472,6 +471,31 @@ class _Run:
         else:
             self._record_eval(tag, evaluate(self.recipe.env, actor, episodes, expert_comp=expert_comp))
 
+    def _expert_cache_path(self, episodes: int) -> Path:
+        key = json.dumps({"env": self.recipe.env.to_dict(), "expert": self.recipe.expert.to_dict(),
+                          "episodes": episodes, "format": 1}, sort_keys=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        return self.run_dir.parent / ".expert_reference" / f"{self.recipe.env.id}-{self.recipe.expert.id}-{digest}.json"
+
+    def _expert_reference(self) -> None:
+        """The expert alone on the same test episodes. Its figures depend only on the env, the
+        expert and the episode count, so they are cached beside the run folders and reused."""
+        episodes = self.recipe.eval.final_episodes or self.recipe.eval.episodes
+        cache = self._expert_cache_path(episodes)
+        if cache.is_file():
+            try:
+                cached = json.loads(cache.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                cached = None
+            if isinstance(cached, list) and len(cached) == episodes:
+                self._pending = getattr(self, "_pending", {})
+                t = self.wrapper.totals
+                self._pending["expert"] = ({"tag": "expert", "step": t.steps, "expert_steps": t.expert_steps,
+                                            "switches": t.switches, "episodes": episodes, "cached": True}, None)
+                self._record_eval("expert", cached)
+                return
+        self._submit_eval("expert", episodes, expert=True)
+
     def _collect_evals(self, *, block: bool) -> None:
         if self.worker is None:
             return
@@ -482,6 +506,10 @@ class _Run:
         meta, snapshot = self._pending.pop(tag)
         row = {**meta, **_stat_dict(episodes), "wall_seconds": self._wall()}
         self.state.evals.append(row)
+        if tag == "expert" and not meta.get("cached"):
+            cache = self._expert_cache_path(len(episodes))
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(cache, json.dumps(episodes).encode())
         if tag != "expert":
             self.logs.evaluation(row)
             success = row["test_success"]["mean"]

@@ -9,7 +9,12 @@ from gymnasium.utils.env_checker import check_env
 
 from gatekit.criteria.base import Criterion
 from gatekit.criteria.dagger import DAggerCriterion
-from gatekit.criteria.simple import ActionGapCriterion, AlwaysCriterion, ExpertLikelihoodCriterion, NeverCriterion
+from gatekit.criteria.simple import (
+    ActionGapCriterion,
+    AlwaysCriterion,
+    ExpertLikelihoodCriterion,
+    NeverCriterion,
+)
 from gatekit.envs.toy import EchoEnv
 from gatekit.errors import ExpertError, GatekitError
 from gatekit.experts.base import Expert

@@ -53,6 +53,7 @@ class ImitationBCLearner(Learner):
             raise ValueError(f"labels must be 'intervened' or 'queried', got {labels!r}")
         self.schedule = EveryKLabels(k=update_every)
         self.batches_per_update = batches_per_update
+        self.batch_size = batch_size
         self.labels = labels
         arch = list(net_arch) if net_arch is not None else [64, 64]
         policy = ActorCriticPolicy(observation_space, action_space, lr_schedule=lambda _: lr, net_arch=arch)
@@ -74,16 +75,18 @@ class ImitationBCLearner(Learner):
         return SB3Policy(copy.deepcopy(self.trainer.policy), self.observation_space, self.action_space)
 
     def wants_update(self, store: RecordStore) -> bool:
-        return self.schedule.due(self._n_labels(store))
+        # imitation's data loader needs at least one full batch of demonstrations
+        n = self._n_labels(store)
+        return n >= self.batch_size and self.schedule.due(n)
 
     def update(self, store: RecordStore) -> dict[str, float]:
         from gatekit.data import to_transitions
 
         mask = store.column("intervened" if self.labels == "intervened" else "expert_queried").astype(bool)
         n = int(mask.sum())
+        if n < self.batch_size:
+            return {}  # not a full batch yet: the schedule stays due and retries later
         self.schedule.mark(self._n_labels(store))
-        if n == 0:
-            return {}
         self.trainer.set_demonstrations(to_transitions(store, mask, actions="expert"))
         self.trainer.train(n_batches=self.batches_per_update, progress_bar=False, log_interval=10**9)
         self.updates += 1

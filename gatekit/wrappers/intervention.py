@@ -213,7 +213,7 @@ def check_components(env: gym.Env, expert: Expert, criterion: Criterion) -> None
         )
 
 
-class InterventionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
+class InterventionWrapper(gym.Wrapper):
     """Let a criterion decide, each step, whether the novice's or the expert's action runs.
 
     Args:
@@ -236,9 +236,7 @@ class InterventionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def __init__(self, env: gym.Env, *, expert: Expert, criterion: Criterion, store: Any | None = None,
                  info_key: str = "gatekit", on_nonfinite: Literal["expert", "raise"] = "expert") -> None:
-        gym.utils.RecordConstructorArgs.__init__(self, expert=expert, criterion=criterion, store=store,
-                                                 info_key=info_key, on_nonfinite=on_nonfinite)
-        gym.Wrapper.__init__(self, env)
+        super().__init__(env)
         if on_nonfinite not in ("expert", "raise"):
             raise ValueError(f"on_nonfinite must be 'expert' or 'raise', got {on_nonfinite!r}")
         check_components(env, expert, criterion)
@@ -254,6 +252,12 @@ class InterventionWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._needs_reset = True
         self.force_expert = False
         self.last_record: Transition | None = None
+
+    @property
+    def spec(self) -> Any:
+        # The gate holds live objects (expert, criterion, store) that no EnvSpec can recreate,
+        # so it reports the inner env's spec rather than a spec `gym.make` would fail on.
+        return self.env.spec
 
     @property
     def totals(self) -> Totals:
