@@ -83,8 +83,10 @@ def results_table(res: dict[str, Any], title: str) -> Table:
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Run folder (default runs/<name>-s<seed>-<time>).")
 @click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue the run in this folder.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--dry-run", is_flag=True, help="Check the recipe (build every component, check spaces and --out) without training.")
 @_clean_errors
-def train(recipe: Path | None, seed: int | None, overrides: tuple[str, ...], out: Path | None, resume: Path | None, no_progress: bool) -> None:
+def train(recipe: Path | None, seed: int | None, overrides: tuple[str, ...], out: Path | None, resume: Path | None,
+          no_progress: bool, dry_run: bool) -> None:
     """Train the novice of RECIPE (a YAML file), gated by its criterion."""
     from gatekit.config import load_recipe
     from gatekit.run import train as run_train
@@ -99,7 +101,12 @@ def train(recipe: Path | None, seed: int | None, overrides: tuple[str, ...], out
             raise GatekitError("train: missing RECIPE; e.g. gatekit train recipes/aim_metadrive.yaml")
         extra = [*overrides, f"seed={seed}"] if seed is not None else list(overrides)
         r = load_recipe(recipe, extra)
-        from gatekit.run import default_run_dir
+        from gatekit.run import default_run_dir, validate
+
+        if dry_run:
+            validate(r, out=out)
+            click.echo(f"recipe '{r.name}' is valid: env {r.env.id}, expert {r.expert.id}, criterion {r.criterion.id}, learner {r.learner.id}")
+            return
 
         run_dir = out if out is not None else default_run_dir(r)
         res = run_train(r, out=run_dir, progress=not no_progress)

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import yaml
 
-from gatekit.errors import ConfigError, nearest
+from gatekit.errors import ConfigError, GatekitError, nearest
 
 
 @dataclass(kw_only=True)
@@ -367,10 +367,10 @@ def build(registry: Any, comp: Component, path: str, **provided: Any) -> Any:
     kwargs = check_kwargs(fn, comp.kwargs, path, provided=tuple(provided))
     try:
         return fn(**provided, **kwargs)
-    except ConfigError:
+    except GatekitError:
         raise
-    except (ValueError, TypeError) as exc:
-        if type(exc).__module__.startswith("gatekit"):
-            raise
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    except (ValueError, TypeError, KeyError, IndexError) as exc:
+        # a component rejecting its (type-checked) arguments: name the section, keep one line
+        text = str(exc).splitlines()[0] if str(exc) else ""
+        msg = text if isinstance(exc, (ValueError, TypeError)) and text else f"{type(exc).__name__}: {text}"
         raise ConfigError(f"recipe: {path} '{comp.id}': {msg}") from exc

@@ -231,6 +231,23 @@ def _stat_dict(episodes: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return {f"test_{k}": s.as_dict() for k, s in summarize(episodes).items()}
 
 
+def validate(recipe: Recipe, *, out: Path | None = None) -> None:
+    """Check that ``recipe`` can run, without training: every component builds, spaces of env,
+    expert and learner agree, and the output folder (if given) is writable. Writes nothing."""
+    if out is not None:
+        if (Path(out) / "records.gkr").exists():
+            raise RunDirError(f"'{out}' already holds a run; use --resume {out} or another --out")
+        probe = Path(out)
+        while not probe.exists() and probe.parent != probe:
+            probe = probe.parent
+        if not probe.is_dir() or not os.access(probe, os.W_OK):
+            raise RunDirError(f"output folder '{out}' is not writable; pass --out DIR with a writable folder")
+    run = _Run(recipe, Path(out or "."), resuming=False, progress=False, on_progress=None)
+    run._build(store_path=None)
+    run.store.close()
+    run.env.close()
+
+
 def train(recipe: Recipe | None = None, *, out: Path | None = None, resume: Path | None = None,
           progress: bool | None = None, on_progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run a recipe (or resume the run in ``resume``) and return its ``results.json`` content.
@@ -277,7 +294,7 @@ class _Run:
         self.state = RunState()
 
     # -- setup ------------------------------------------------------------------------------
-    def _build(self) -> None:
+    def _build(self, store_path: Path | None | str = "records") -> None:
         r = self.recipe
         torch.manual_seed(r.seed)
         np.random.seed(r.seed % 2**32)  # for third-party code that still uses the global RNG
@@ -287,9 +304,9 @@ class _Run:
             self.criterion = build(CRITERIA, r.criterion, "criterion")
             self.learner = build(LEARNERS, r.learner, "learner", observation_space=self.env.observation_space,
                                  action_space=self.env.action_space, seed=r.seed)
-            path = self.run_dir / "records.gkr"
+            path = self.run_dir / "records.gkr" if store_path is not None else None
             kw = {"max_unsynced": r.data.max_unsynced, "sync_seconds": r.data.sync_seconds}
-            if self.resuming and path.exists():
+            if self.resuming and path is not None and path.exists():
                 self.store = RecordStore.open(path, self.env.observation_space, self.env.action_space, **kw)
             else:
                 self.store = RecordStore(self.env.observation_space, self.env.action_space, path=path, **kw)

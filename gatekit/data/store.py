@@ -1,0 +1,444 @@
+"""RecordStore: every step of a run, columnar in memory and (optionally) durable on disk.
+
+The store keeps one numpy array per :class:`~gatekit.types.Transition` field, grown by
+doubling, so learners and criteria read whole columns without per-step Python objects. Given a
+``path`` it also writes each step to a :class:`~gatekit.data.log.RecordLog` as it is appended
+(see that module for the durability bound; expert-labelled steps, where the expert acted or
+was queried, are the ones ``max_unsynced`` counts).
+
+Columns (``store.column(name)`` or the attribute of the same name; read-only views of the
+filled prefix, so they do not see later appends):
+
+================ ===============================================================================
+step, episode    int64: the wrapper's global step index and episode id
+obs, next_obs    the observation space's dtype and shape (Discrete: int64 scalars)
+novice_action    the action space's dtype and shape (Discrete: int64 scalars)
+expert_action    same; where the expert was not queried: NaN (float actions), -1 (signed
+                 integer actions), the dtype's maximum (unsigned) or False (bool)
+executed_action  same as novice_action
+intervened       bool: the expert's action was executed
+expert_queried   bool: the expert looked at this step (``expert_action`` is real)
+switched         bool: control passed novice -> expert on this step
+reward, score    float64
+terminated,      bool
+truncated
+================ ===============================================================================
+
+Example:
+    >>> import numpy as np, gymnasium as gym
+    >>> from gatekit.types import Transition
+    >>> store = RecordStore(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(3))
+    >>> store.append(Transition(step=0, episode=0, obs=np.zeros(2, np.float32), novice_action=1,
+    ...     expert_action=2, executed_action=2, intervened=True, expert_queried=True,
+    ...     switched=True, reward=0.0, next_obs=np.ones(2, np.float32), terminated=False,
+    ...     truncated=False))
+    >>> len(store), store.expert_action.tolist(), store.counts()["expert_steps"]
+    (1, [2], 1)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import gymnasium as gym
+import numpy as np
+
+from gatekit.data.log import RecordLog, make_schema
+from gatekit.errors import ConfigError, RunDirError, nearest
+from gatekit.types import Transition
+
+if TYPE_CHECKING:
+    from imitation.data.types import Transitions
+
+__all__ = ["COLUMNS", "RecordStore", "to_transitions"]
+
+COLUMNS = ("step", "episode", "obs", "next_obs", "novice_action", "expert_action", "executed_action",
+           "intervened", "expert_queried", "switched", "reward", "terminated", "truncated", "score")
+_ARRAY_FIELDS = ("obs", "next_obs", "novice_action", "executed_action")  # validated per append
+_MIN_CAPACITY = 256
+
+
+def _space_spec(space: gym.Space, role: str) -> tuple[np.dtype, tuple[int, ...], dict[str, Any]]:
+    """(dtype, shape, JSON description) under which ``space``'s values are stored."""
+    if isinstance(space, gym.spaces.Box):
+        return np.dtype(space.dtype), tuple(space.shape), {"type": "Box", "dtype": np.dtype(space.dtype).name,
+                                                            "shape": list(space.shape)}
+    if isinstance(space, gym.spaces.Discrete):
+        return np.dtype(np.int64), (), {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return np.dtype(space.dtype), tuple(space.shape), {"type": "MultiDiscrete",
+                                                            "nvec": np.asarray(space.nvec).tolist()}
+    if isinstance(space, gym.spaces.MultiBinary):
+        return np.dtype(space.dtype), tuple(space.shape), {"type": "MultiBinary", "shape": list(space.shape)}
+    hint = ("wrap the env in gymnasium.wrappers.FlattenObservation" if role == "observation" else
+            "wrap the env so its action space is a Box (see gymnasium.spaces.flatten_space)")
+    raise ConfigError(f"RecordStore cannot store a {type(space).__name__} {role} space (Box, Discrete, "
+                      f"MultiDiscrete and MultiBinary are supported); {hint}")
+
+
+def _describe(desc: dict[str, Any]) -> str:
+    kind = desc.get("type")
+    if kind == "Box":
+        return f"Box({desc.get('dtype')}, {tuple(desc.get('shape', ()))})"
+    if kind == "Discrete":
+        start = desc.get("start", 0)
+        return f"Discrete({desc.get('n')}{f', start={start}' if start else ''})"
+    if kind == "MultiDiscrete":
+        return f"MultiDiscrete({desc.get('nvec')})"
+    if kind == "MultiBinary":
+        return f"MultiBinary({desc.get('shape')})"
+    return str(kind)
+
+
+def _fill_value(dtype: np.dtype) -> Any:
+    """What ``expert_action`` holds where the expert was not queried."""
+    if dtype.kind in "fc":
+        return np.nan
+    if dtype.kind == "i":
+        return -1
+    if dtype.kind == "u":
+        return np.iinfo(dtype).max
+    return False
+
+
+def _schema(observation_space: gym.Space, action_space: gym.Space) -> dict[str, Any]:
+    o_dt, o_shape, o_desc = _space_spec(observation_space, "observation")
+    a_dt, a_shape, a_desc = _space_spec(action_space, "action")
+    fields = [
+        ("step", np.int64, ()), ("episode", np.int64, ()),
+        ("obs", o_dt, o_shape), ("next_obs", o_dt, o_shape),
+        ("novice_action", a_dt, a_shape), ("expert_action", a_dt, a_shape), ("executed_action", a_dt, a_shape),
+        ("intervened", np.bool_, ()), ("expert_queried", np.bool_, ()), ("switched", np.bool_, ()),
+        ("reward", np.float64, ()), ("terminated", np.bool_, ()), ("truncated", np.bool_, ()),
+        ("score", np.float64, ()),
+    ]
+    fill = _fill_value(a_dt)
+    # Recorded so that readers without gatekit know which expert_action rows are placeholders.
+    fill_json = "nan" if isinstance(fill, float) else bool(fill) if isinstance(fill, bool) else int(fill)
+    return make_schema(fields, spaces={"observation": o_desc, "action": a_desc}, expert_action_fill=fill_json)
+
+
+class RecordStore:
+    """Columnar store of :class:`~gatekit.types.Transition` records, optionally durable.
+
+    Args:
+        observation_space: the env's observation space (Box, Discrete, MultiDiscrete or
+            MultiBinary; flatten others first).
+        action_space: the env's action space (same kinds).
+        path: if given, a new record log is created there and every append is written to it.
+            An existing file is never overwritten: use :meth:`open` to continue it.
+        max_unsynced: at most this many expert-labelled steps wait for fsync (0: fsync each).
+        sync_seconds: fsync pending steps at least this often.
+
+    Raises:
+        ConfigError: an unsupported space.
+        RunDirError: ``path`` exists already, or its folder is missing or unwritable.
+
+    Attributes:
+        recovered_torn_bytes: bytes of torn tail cut off when the log was reopened (0 if none).
+        recovered_torn_path: the side file those bytes were saved to (None if none).
+    """
+
+    _log: RecordLog | None
+
+    if TYPE_CHECKING:  # the column properties, installed after the class body
+        step: np.ndarray
+        episode: np.ndarray
+        obs: np.ndarray
+        next_obs: np.ndarray
+        novice_action: np.ndarray
+        expert_action: np.ndarray
+        executed_action: np.ndarray
+        intervened: np.ndarray
+        expert_queried: np.ndarray
+        switched: np.ndarray
+        reward: np.ndarray
+        terminated: np.ndarray
+        truncated: np.ndarray
+        score: np.ndarray
+
+    def __init__(self, observation_space: gym.Space, action_space: gym.Space, *,
+                 path: str | os.PathLike[str] | None = None, max_unsynced: int = 8,
+                 sync_seconds: float = 2.0) -> None:
+        schema = _schema(observation_space, action_space)
+        self._init(observation_space, action_space, schema)
+        self._alloc(_MIN_CAPACITY)
+        if path is not None:
+            self._log = RecordLog.create(path, schema, max_unsynced=max_unsynced, sync_seconds=sync_seconds)
+
+    def _init(self, observation_space: gym.Space, action_space: gym.Space, schema: dict[str, Any]) -> None:
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.schema = schema
+        self._fields = {f["name"]: (np.dtype(f["dtype"]), tuple(f["shape"])) for f in schema["fields"]}
+        self._log = None
+        self._closed = False
+        self._n = 0
+        self._cols: dict[str, np.ndarray] = {}
+        self._fill = _fill_value(self._fields["expert_action"][0])
+        self._expert_steps = self._expert_queries = self._switches = 0
+        self._episode_ids: set[int] = set()
+        self._last_episode: int | None = None
+        self.recovered_torn_bytes = 0
+        self.recovered_torn_path: Path | None = None
+
+    def _alloc(self, capacity: int) -> None:
+        self._cols = {name: np.empty((capacity, *shape), dtype=dt) for name, (dt, shape) in self._fields.items()}
+        # Payload order is the schema's field order.
+        self._order = [self._cols[f["name"]] for f in self.schema["fields"]]
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], observation_space: gym.Space, action_space: gym.Space, *,
+             max_unsynced: int = 8, sync_seconds: float = 2.0) -> RecordStore:
+        """Load an existing record log and keep appending to it.
+
+        A torn tail (a crash mid-write) is reported in :attr:`recovered_torn_bytes`, saved to
+        a side file and cut off; every complete record before it is loaded.
+
+        Raises:
+            RunDirError: no log there, a corrupt header, another process writing it, or a log
+                written for different spaces (the run folder belongs to another env).
+        """
+        schema = _schema(observation_space, action_space)
+        p = Path(path)
+
+        def check(found: dict[str, Any]) -> None:
+            if found.get("fields") != schema["fields"] or found.get("spaces") != schema["spaces"]:
+                have = found.get("spaces") or {}
+                raise RunDirError(
+                    f"record log '{p}' was written for observation {_describe(have.get('observation', {}))} "
+                    f"and action {_describe(have.get('action', {}))}, but this env has observation "
+                    f"{_describe(schema['spaces']['observation'])} and action "
+                    f"{_describe(schema['spaces']['action'])}; this run folder belongs to another env: "
+                    f"use a new run folder")
+
+        log, columns, info = RecordLog.open(p, max_unsynced=max_unsynced, sync_seconds=sync_seconds, check=check)
+        self = cls.__new__(cls)
+        self._init(observation_space, action_space, schema)
+        self._cols = columns
+        self._order = [columns[f["name"]] for f in schema["fields"]]
+        self._n = n = int(info["records"])
+        self._log = log
+        self.recovered_torn_bytes = int(info["torn_bytes"])
+        self.recovered_torn_path = info["torn_saved_to"]
+        self._expert_steps = int(columns["intervened"][:n].sum())
+        self._expert_queries = int(columns["expert_queried"][:n].sum())
+        self._switches = int(columns["switched"][:n].sum())
+        self._episode_ids = set(np.unique(columns["episode"][:n]).tolist())
+        self._last_episode = int(columns["episode"][n - 1]) if n else None
+        return self
+
+    # -- writing -------------------------------------------------------------------------
+    def _grow(self) -> None:
+        n = self._n
+        old = self._cols
+        self._alloc(max(_MIN_CAPACITY, 2 * len(old["step"])))
+        for name, col in self._cols.items():
+            col[:n] = old[name][:n]
+
+    def _put(self, name: str, row: int, value: Any) -> None:
+        col = self._cols[name]
+        arr = np.asarray(value)
+        if arr.shape != col.shape[1:]:
+            raise ValueError(f"Transition.{name} has shape {arr.shape}, the space stores shape "
+                             f"{col.shape[1:]}; record values of the env's spaces")
+        if not np.can_cast(arr.dtype, col.dtype, casting="same_kind"):
+            raise TypeError(f"Transition.{name} has dtype {arr.dtype}, which would be truncated to the "
+                            f"space's {col.dtype}; record values of the env's spaces")
+        col[row] = arr
+
+    def append(self, t: Transition) -> None:
+        """Add one step (and write it to the log, if any) before returning.
+
+        Validates shapes and dtypes against the spaces (finiteness is the wrapper's job).
+
+        ``expert_action`` is stored only where ``expert_queried`` (elsewhere the fill value).
+
+        Raises:
+            ValueError, TypeError: a field does not fit the spaces; nothing is recorded.
+            RunDirError: the log could not be written (the step is recorded nowhere; every
+                earlier one is intact) or, after writing it, not fsynced (the step is in memory
+                and in the file; the store refuses further appends: resume from the file).
+        """
+        if self._closed:
+            raise ValueError("RecordStore is closed; open the log again with RecordStore.open to append")
+        if t.expert_queried and t.expert_action is None:
+            raise ValueError(f"Transition at step {t.step} has expert_queried=True but no expert_action; "
+                             f"record the expert's action")
+        n = self._n
+        if n == len(self._cols["step"]):
+            self._grow()
+        cols = self._cols
+        # Fill row n (beyond len(self), so invisible) and commit only after the log accepted it.
+        cols["step"][n] = t.step
+        cols["episode"][n] = t.episode
+        for name in _ARRAY_FIELDS:
+            self._put(name, n, getattr(t, name))
+        if not t.expert_queried:  # expert_queried defines which expert_action rows are real
+            cols["expert_action"][n] = self._fill
+        else:
+            self._put("expert_action", n, t.expert_action)
+        cols["intervened"][n] = t.intervened
+        cols["expert_queried"][n] = t.expert_queried
+        cols["switched"][n] = t.switched
+        cols["reward"][n] = t.reward
+        cols["terminated"][n] = t.terminated
+        cols["truncated"][n] = t.truncated
+        cols["score"][n] = t.score
+        if self._log is not None:
+            payload = b"".join([c[n].tobytes() for c in self._order])
+            written = self._log.records
+            try:
+                self._log.append(payload, expert=bool(t.intervened) or bool(t.expert_queried))
+            except BaseException:
+                if self._log.records > written:  # written, only its fsync failed: keep memory = file
+                    self._commit(t, n)
+                raise
+        self._commit(t, n)
+
+    def _commit(self, t: Transition, n: int) -> None:
+        self._n = n + 1
+        self._expert_steps += bool(t.intervened)
+        self._expert_queries += bool(t.expert_queried)
+        self._switches += bool(t.switched)
+        episode = int(t.episode)
+        if episode != self._last_episode:
+            self._episode_ids.add(episode)
+            self._last_episode = episode
+
+    def sync(self) -> None:
+        """fsync every step appended so far (no-op without a log)."""
+        if self._log is not None and not self._log.closed:
+            self._log.sync()
+
+    def close(self) -> None:
+        """fsync and close the log; the columns stay readable, appends are refused (idempotent)."""
+        self._closed = True
+        if self._log is not None:
+            self._log.close()
+
+    def __enter__(self) -> RecordStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reading -------------------------------------------------------------------------
+    @property
+    def path(self) -> Path | None:
+        """The record log's path (None for an in-memory store)."""
+        return None if self._log is None else self._log.path
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __repr__(self) -> str:
+        where = f"'{self.path}'" if self.path is not None else "memory"
+        return f"RecordStore({self._n} steps, {where})"
+
+    def column(self, name: str) -> np.ndarray:
+        """A read-only view of column ``name``'s filled rows (see the module docstring)."""
+        try:
+            col = self._cols[name]
+        except KeyError:
+            raise KeyError(f"RecordStore has no column {name!r}; {nearest(name, COLUMNS)}") from None
+        view = col[:self._n]
+        view.flags.writeable = False
+        return view
+
+    def expert_labelled(self, *, source: Literal["intervened", "queried"] = "intervened",
+                        ) -> tuple[np.ndarray, np.ndarray]:
+        """``(obs, expert_action)`` copies of the steps that carry an expert label.
+
+        Args:
+            source: ``"intervened"``: the steps where the expert acted (its action is the one
+                executed); ``"queried"``: every step where the expert was queried.
+        """
+        n = self._n
+        if source == "intervened":
+            mask = self._cols["intervened"][:n]
+            return self._cols["obs"][:n][mask], self._cols["executed_action"][:n][mask]
+        if source == "queried":
+            mask = self._cols["expert_queried"][:n]
+            return self._cols["obs"][:n][mask], self._cols["expert_action"][:n][mask]
+        raise ValueError(f"source must be 'intervened' or 'queried', got {source!r}")
+
+    def counts(self) -> dict[str, int]:
+        """``total_steps``, ``expert_steps`` (intervened), ``expert_queries``, ``switches`` and
+        ``episodes`` (distinct episode ids seen)."""
+        return {"total_steps": self._n, "expert_steps": self._expert_steps,
+                "expert_queries": self._expert_queries, "switches": self._switches,
+                "episodes": len(self._episode_ids)}
+
+
+def _column_property(name: str) -> property:
+    def get(self: RecordStore) -> np.ndarray:
+        return self.column(name)
+
+    return property(get, doc=f"Read-only view of the ``{name}`` column (see :meth:`RecordStore.column`).")
+
+
+for _name in COLUMNS:
+    setattr(RecordStore, _name, _column_property(_name))
+del _name
+
+
+def to_transitions(store: RecordStore, mask: np.ndarray | None = None, *,
+                   actions: Literal["expert", "executed"] = "expert") -> Transitions:
+    """The selected steps as :class:`imitation.data.types.Transitions` (copies).
+
+    Args:
+        store: the records.
+        mask: a boolean array of ``len(store)`` or an array of row indices; None selects all.
+        actions: ``"expert"``: the expert's actions (every selected step must have been
+            queried); ``"executed"``: the actions sent to the env.
+
+    Returns:
+        Transitions with ``dones = terminated | truncated`` and empty-dict ``infos``.
+
+    Raises:
+        ValueError: a bad mask or ``actions``, or ``"expert"`` with unqueried steps selected.
+    """
+    try:
+        from imitation.data import types as itypes
+    except ImportError:
+        raise ConfigError("to_transitions needs the imitation package; pip install 'gatekit[imitation]'") from None
+    n = len(store)
+    if mask is None:
+        sel: Any = slice(None)
+    else:
+        m = np.asarray(mask)
+        if m.dtype == np.bool_:
+            if m.shape != (n,):
+                raise ValueError(f"mask must have shape ({n},) (one entry per step), got {m.shape}")
+            sel = np.flatnonzero(m)
+        elif np.issubdtype(m.dtype, np.integer) and m.ndim == 1:
+            if m.size and (m.min() < -n or m.max() >= n):
+                raise ValueError(f"mask indices must lie in [0, {n}), got {m.min()}..{m.max()}")
+            sel = m
+        else:
+            raise ValueError(f"mask must be a boolean array or row indices, got dtype {m.dtype} shape {m.shape}")
+
+    def pick(name: str) -> np.ndarray:
+        return np.array(store.column(name)[sel])  # a writable copy: imitation freezes its arrays
+
+    if actions == "expert":
+        queried = store.column("expert_queried")[sel]
+        missing = int(queried.size - np.count_nonzero(queried))
+        if missing:
+            raise ValueError(f"to_transitions: {missing} selected steps have no expert label (expert not queried); "
+                             f"select with store.expert_queried or pass actions='executed'")
+        acts = pick("expert_action")
+    elif actions == "executed":
+        acts = pick("executed_action")
+    else:
+        raise ValueError(f"actions must be 'expert' or 'executed', got {actions!r}")
+    dones = pick("terminated") | pick("truncated")
+    k = len(acts)
+    infos = np.empty(k, dtype=object)
+    for i in range(k):
+        infos[i] = {}
+    return itypes.Transitions(obs=pick("obs"), acts=acts, infos=infos, next_obs=pick("next_obs"), dones=dones)
+
