@@ -8,6 +8,7 @@ from the current policy (HG-DAgger's learner; with ``budget.warmup_steps`` only,
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
 import gymnasium as gym
@@ -43,6 +44,7 @@ class ImitationBCLearner(Learner):
                  l2_weight: float = 0.0, labels: Literal["intervened", "queried"] = "intervened") -> None:
         super().__init__(observation_space=observation_space, action_space=action_space, seed=seed)
         from imitation.algorithms import bc
+        from imitation.util import logger as imit_logger
         from stable_baselines3.common.policies import ActorCriticPolicy
 
         if batches_per_update < 1 or batch_size < 1:
@@ -61,6 +63,8 @@ class ImitationBCLearner(Learner):
             observation_space=observation_space, action_space=action_space,
             rng=np.random.default_rng(seed), policy=policy, batch_size=batch_size,
             optimizer_kwargs={"lr": lr}, ent_weight=ent_weight, l2_weight=l2_weight, device="cpu",
+            # gatekit logs the run itself; imitation's own logger would print tables to stdout
+            custom_logger=imit_logger.configure(format_strs=[]),
         )
         self._act = SB3Policy(self.trainer.policy, observation_space, action_space, deterministic=True)
 
@@ -88,7 +92,10 @@ class ImitationBCLearner(Learner):
             return {}  # not a full batch yet: the schedule stays due and retries later
         self.schedule.mark(self._n_labels(store))
         self.trainer.set_demonstrations(to_transitions(store, mask, actions="expert"))
-        self.trainer.train(n_batches=self.batches_per_update, progress_bar=False, log_interval=10**9)
+        with warnings.catch_warnings():
+            # imitation 1.0.1 logs a grad-carrying tensor with float(); harmless, and not ours to fix
+            warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
+            self.trainer.train(n_batches=self.batches_per_update, progress_bar=False, log_interval=10**9)
         self.updates += 1
         return {"bc/labels": float(n)}
 
