@@ -157,5 +157,73 @@ def list_cmd() -> None:
         stdout.print(t)
 
 
+@main.command("compare")
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (default runs/<name>).")
+@click.option("--workers", type=int, default=None, help="Runs at a time (default: the recipe's, else one per core).")
+@click.option("--seeds", default=None, metavar="0,1,2", help="Seeds to run instead of the recipe's.")
+@click.option("--only", multiple=True, metavar="METHOD", help="Run only this method (repeatable).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field of every method's recipe (repeatable).")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+@_clean_errors
+def compare_cmd(recipe: Path, out: Path | None, workers: int | None, seeds: str | None, only: tuple[str, ...],
+                overrides: tuple[str, ...], no_progress: bool) -> None:
+    """Run every method x seed of a comparison RECIPE (skipping finished runs) and write
+    results.csv, table.md and plots into the output folder."""
+    from gatekit.compare import run_comparison
+
+    seed_list = None
+    if seeds is not None:
+        try:
+            seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError:
+            raise GatekitError(f"--seeds: expected comma-separated integers, got '{seeds}'") from None
+        if not seed_list:
+            raise GatekitError("--seeds: give at least one seed, e.g. --seeds 0,1,2")
+    res = run_comparison(recipe, out=out, workers=workers, seeds=seed_list, only=only, overrides=overrides,
+                         progress=not no_progress)
+    t = Table(title=f"{recipe.stem}: mean ± std over seeds", header_style="bold")
+    for col in res.header:
+        t.add_column(col)
+    for row in res.table:
+        t.add_row(*row)
+    stdout.print(t)
+    stdout.print(f"ran {res.ran} runs, skipped {res.skipped} finished; wrote {', '.join(str(f) for f in res.files)}")
+    if res.failed:
+        for line in res.failed:
+            err.print(f"not finished: {line}")
+        sys.exit(1)
+
+
+main.add_command(compare_cmd, name="sweep")
+
+
+@main.command("train-expert")
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field, e.g. --set total_timesteps=20000 (repeatable).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (default runs/<name>-s<seed>-<time>).")
+@click.option("--workers", type=int, default=None, help="Parallel env processes (default: the recipe's n_envs, else one per core).")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@_clean_errors
+def train_expert_cmd(recipe: Path, overrides: tuple[str, ...], out: Path | None, workers: int | None, no_progress: bool) -> None:
+    """Train an SB3 PPO expert from an expert RECIPE (e.g. recipes/ppo_expert_metadrive.yaml),
+    save expert.zip and evaluate it on the held-out test split."""
+    from gatekit.expert_training import default_out_dir, load_expert_recipe, train_expert
+
+    r = load_expert_recipe(recipe, [*overrides, *([f"n_envs={workers}"] if workers is not None else [])])
+    run_dir = out if out is not None else default_out_dir(r)
+    res = train_expert(r, out=run_dir, progress=not no_progress)
+    t = Table(title=f"{res['name']}: {res['algo']} expert on {res['env']} (seed {res['seed']})", header_style="bold")
+    t.add_column("figure")
+    t.add_column("value", justify="right")
+    t.add_row("timesteps (env processes)", f"{res['timesteps']} ({res['n_envs']})")
+    t.add_row("training time (s) / steps per s", f"{res['train_seconds']:.1f} / {res['steps_per_second']:.0f}")
+    t.add_row("training success / return (last 100 episodes)", f"{fmt_stat(res['train_success'])} / {fmt_stat(res['train_return'], 1)}")
+    for key, stat in res["test"].items():
+        t.add_row(f"test {key} (mean ± std, n={stat['n']})", fmt_stat(stat))
+    stdout.print(t)
+    stdout.print(f"expert: {res['expert']}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -123,6 +123,6 @@ def test_file_errors(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((ROOT / "recipes").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_recipe_loads(path):
-    if path.name.startswith("compare_"):
-        pytest.skip("comparison recipes have their own schema")
+    if path.name.startswith(("compare_", "ppo_expert_")):
+        pytest.skip("comparison and expert-training recipes have their own schemas (tested in their files)")
     load_recipe(path)
