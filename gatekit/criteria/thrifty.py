@@ -1,0 +1,350 @@
+"""Thrifty-DAgger (Hoque et al., CoRL 2021): take over on novel or risky states, robot-gated.
+
+The gate owns two learned parts, both trained in :meth:`ThriftyCriterion.update` (the learner's
+schedule):
+
+* **Novelty**: an :class:`~gatekit.criteria.ensemble.ActorEnsemble` of ``members`` BC actors
+  on bootstrap resamples of the expert-labelled (intervened) records. Novelty of a state is
+  the mean over action dimensions of the members' variance there. Discrete actions: the
+  variance of the members' action probabilities, averaged over actions (their disagreement).
+* **Risk**: ``Q_risk(s, a)``, the probability of task success from ``s`` after ``a``, a
+  :class:`gatekit.nets.QNet` with a sigmoid output trained by TD on *all* records
+  (expert and novice steps): target ``success`` on an episode's last step, else
+  ``gamma * Q_target(s', a')`` with ``a'`` the ensemble's action at ``s'`` (the robot
+  policy of Thrifty-DAgger is its ensemble) and a Polyak-averaged target network.
+
+Success from the records. Records hold ``reward``, ``terminated`` and ``truncated`` but not the
+env's ``info``, so success is read from the reward: an episode ends in success when its last
+step is ``terminated`` with ``reward > success_reward_above`` (MetaDrive: ``arrive_dest`` pays
+``success_reward`` = 10, every other step much less, so ``success_reward_above: 5``; MiniGrid:
+reaching the goal is the only positive reward, so ``0``), or, with ``success_on_truncation``,
+when it is truncated (tasks whose success is survival, such as CartPole).
+
+Decision rule (novice in control, ``a_n`` its action):
+
+    take over  if  novelty(s) > novelty_threshold  or  Q_risk(s, a_n) < risk_threshold
+
+and, expert in control,
+
+    hand back  if  ||a_n - a_h||^2 < gap_threshold  and  Q_risk(s, a_n) > q_median
+
+(Discrete: ``a_n == a_h`` instead of the squared gap). ``gap_threshold`` is the mean squared
+discrepancy between the novice and the expert on the training data, re-computed at each update.
+
+Thresholds. At the first update the ensemble trains on the first 90% (by index) of the labelled
+records and the held-out 10% set ``novelty_threshold`` (its ``1 - alpha`` quantile),
+``risk_threshold`` (the ``alpha`` quantile of ``Q_risk(s, a_n)``) and ``q_median``. Every
+decision taken while the novice holds control keeps its (novelty, risk) estimate; at each
+episode end, with more than ``min_estimates`` of them, the thresholds are re-estimated from
+them, so about a fraction ``alpha`` of the novice's steps trigger each test (alpha is the target
+switch rate). Each update clears the estimates (the networks changed). Before the first update
+nothing is trained and the expert holds control (a natural warm-up).
+
+``rescore: true`` (not in Thrifty-DAgger) keeps the states of the last ``max_rescore`` novice
+decisions instead, and at each update re-scores them with the new networks and re-sets the
+thresholds at once. With the paper's rule, an update during a long intervention leaves
+thresholds estimated with the old ``Q_risk`` in force; if the new ``Q_risk`` scores every state
+below the old median, the expert never hands back until the episode ends (seen on MetaDrive,
+where updates come every 25 expert steps and episodes last up to 1500 steps).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from gatekit.criteria.base import Criterion
+from gatekit.criteria.ensemble import ActorEnsemble, labelled, novice_actions
+from gatekit.nets import QNet
+from gatekit.types import GateContext, Verdict
+
+if TYPE_CHECKING:
+    from gatekit.data import RecordStore
+    from gatekit.policies import Policy
+
+
+def squared_gap(a: Any, b: Any, space: gym.Space | None) -> float:
+    """``||a - b||^2`` (sum over dimensions); 0/1 for Discrete actions."""
+    if isinstance(space, gym.spaces.Discrete):
+        return float(int(np.asarray(a).reshape(())) != int(np.asarray(b).reshape(())))
+    diff = np.asarray(a, dtype=np.float64).reshape(-1) - np.asarray(b, dtype=np.float64).reshape(-1)
+    return float(np.sum(diff * diff))
+
+
+class ThriftyCriterion(Criterion):
+    """Thrifty-DAgger's gate: ensemble novelty plus a task-success critic.
+
+    Args:
+        alpha: the target switch rate (quantile level of both take-over tests).
+        members: ensemble size.
+        hidden: hidden layers of the ensemble's actors (default ``[256, 256]``).
+        lr: Adam learning rate of the actors.
+        batch_size: minibatch size of the actors.
+        steps_per_update: gradient steps per actor at each update.
+        first_steps: gradient steps per actor and of ``Q_risk`` at the first update (the end of
+            the expert's warm-up); None: as later updates.
+        q_hidden: hidden layers of ``Q_risk`` (default ``[256, 256]``).
+        q_lr: Adam learning rate of ``Q_risk``.
+        q_batch_size: minibatch size of ``Q_risk``.
+        q_steps_per_update: gradient steps of ``Q_risk`` at each update.
+        gamma: discount of ``Q_risk`` (Thrifty-DAgger: 0.9999).
+        polyak: target-network averaging factor.
+        success_reward_above: a terminated last step with a larger reward is a success.
+        success_on_truncation: a truncated episode is a success (survival tasks).
+        min_estimates: thresholds are re-estimated at an episode end only with more estimates.
+        holdout: fraction of the first update's labelled records held out to set thresholds.
+        rescore: re-score recent novice states at each update instead of clearing the estimates.
+        max_rescore: how many recent novice states ``rescore`` keeps (in memory only: a resumed
+            run starts with none).
+
+    Example:
+        >>> import gymnasium as gym, numpy as np
+        >>> c = ThriftyCriterion(alpha=0.1, members=2, hidden=[8], q_hidden=[8])
+        >>> c.bind(gym.spaces.Box(-1, 1, (1,)), gym.spaces.Box(-1, 1, (1,)))
+        >>> c.novelty_threshold, c.risk_threshold = 0.5, 0.2
+        >>> c.calibrated = True
+        >>> c.rule_takeover(novelty=0.6, q=0.9), c.rule_takeover(novelty=0.1, q=0.1), c.rule_takeover(novelty=0.1, q=0.9)
+        (True, True, False)
+    """
+
+    name = "thrifty"
+
+    def __init__(self, *, alpha: float = 0.05, members: int = 5, hidden: list[int] | None = None, lr: float = 1e-3,
+                 batch_size: int = 256, steps_per_update: int = 200, first_steps: int | None = None, q_hidden: list[int] | None = None,
+                 q_lr: float = 1e-3, q_batch_size: int = 256, q_steps_per_update: int = 200, gamma: float = 0.9999,
+                 polyak: float = 0.995, success_reward_above: float = 0.0, success_on_truncation: bool = False,
+                 min_estimates: int = 25, holdout: float = 0.1, rescore: bool = False,
+                 max_rescore: int = 5000) -> None:
+        super().__init__()
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        if members < 2:
+            raise ValueError(f"members must be >= 2, got {members}")
+        if first_steps is not None and first_steps < 1:
+            raise ValueError(f"first_steps must be >= 1 or null, got {first_steps}")
+        for name, v in (("steps_per_update", steps_per_update), ("q_steps_per_update", q_steps_per_update),
+                        ("batch_size", batch_size), ("q_batch_size", q_batch_size)):
+            if v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        if lr <= 0 or q_lr <= 0:
+            raise ValueError(f"lr and q_lr must be > 0, got {lr} and {q_lr}")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+        if not 0.0 <= polyak < 1.0:
+            raise ValueError(f"polyak must be in [0, 1), got {polyak}")
+        if min_estimates < 1:
+            raise ValueError(f"min_estimates must be >= 1, got {min_estimates}")
+        if not 0.0 < holdout < 1.0:
+            raise ValueError(f"holdout must be in (0, 1), got {holdout}")
+        if max_rescore < 1:
+            raise ValueError(f"max_rescore must be >= 1, got {max_rescore}")
+        self.alpha = float(alpha)
+        self.members = int(members)
+        self.hidden = list(hidden) if hidden is not None else [256, 256]
+        self.q_hidden = list(q_hidden) if q_hidden is not None else [256, 256]
+        self.lr, self.q_lr = float(lr), float(q_lr)
+        self.batch_size, self.q_batch_size = int(batch_size), int(q_batch_size)
+        self.steps_per_update, self.q_steps_per_update = int(steps_per_update), int(q_steps_per_update)
+        self.first_steps = None if first_steps is None else int(first_steps)
+        self.gamma, self.polyak = float(gamma), float(polyak)
+        self.success_reward_above = float(success_reward_above)
+        self.success_on_truncation = bool(success_on_truncation)
+        self.min_estimates = int(min_estimates)
+        self.holdout = float(holdout)
+        self.rescore = bool(rescore)
+        self.max_rescore = int(max_rescore)
+        self._recent: list[tuple[np.ndarray, np.ndarray]] = []  # (obs, novice action), rescore only
+        self.ensemble: ActorEnsemble | None = None
+        self.q: QNet | None = None
+        self.q_target: QNet | None = None
+        self.q_optimizer: torch.optim.Optimizer | None = None
+        self.calibrated = False
+        self.novelty_threshold = math.inf
+        self.risk_threshold = -math.inf
+        self.q_median = 0.5
+        self.gap_threshold = 0.0
+        self.novelty_estimates: list[float] = []
+        self.risk_estimates: list[float] = []
+
+    # -- wiring ---------------------------------------------------------------------------
+    def bind(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        super().bind(observation_space, action_space)
+        self.ensemble = ActorEnsemble(observation_space, action_space, members=self.members, hidden=self.hidden,
+                                      lr=self.lr, batch_size=self.batch_size)
+        self.q = QNet(observation_space, action_space, self.q_hidden)
+        self.q_target = copy.deepcopy(self.q)
+        self.q_optimizer = torch.optim.Adam(self.q.parameters(), lr=self.q_lr)
+
+    # -- estimates ------------------------------------------------------------------------
+    @torch.no_grad()
+    def success_prob(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """``Q_risk(s, a)`` for a batch."""
+        if self.q is None:
+            raise RuntimeError("ThriftyCriterion.bind() was not called")
+        o = torch.as_tensor(np.asarray(obs))
+        a = torch.as_tensor(np.asarray(actions))
+        return torch.sigmoid(self.q(o, a)).cpu().numpy()
+
+    def estimate(self, obs: Any, action: Any) -> tuple[float, float]:
+        """(novelty, Q_risk) of one state and action."""
+        if self.ensemble is None:
+            raise RuntimeError("ThriftyCriterion.bind() was not called")
+        o = np.asarray(obs)[None]
+        _, var = self.ensemble.predict(o)
+        q = self.success_prob(o, np.asarray(action)[None])
+        return float(var[0]), float(q[0])
+
+    # -- the decision ---------------------------------------------------------------------
+    def rule_takeover(self, *, novelty: float, q: float) -> bool:
+        """The take-over test on given estimates."""
+        return novelty > self.novelty_threshold or q < self.risk_threshold
+
+    def rule_handback(self, *, gap: float, q: float) -> bool:
+        """The hand-back test on a given squared gap and ``Q_risk``."""
+        if isinstance(self.action_space, gym.spaces.Discrete):
+            close = gap == 0.0
+        else:
+            close = gap < self.gap_threshold
+        return close and q > self.q_median
+
+    def takeover(self, ctx: GateContext) -> Verdict:
+        if not self.calibrated:
+            return Verdict(True)
+        novelty, q = self.estimate(ctx.obs, ctx.novice_action)
+        self.novelty_estimates.append(novelty)
+        self.risk_estimates.append(q)
+        if self.rescore:
+            self._recent.append((np.array(ctx.obs), np.array(ctx.novice_action)))
+            del self._recent[:-self.max_rescore]
+        return Verdict(self.rule_takeover(novelty=novelty, q=q), novelty)
+
+    def handback(self, ctx: GateContext) -> Verdict:
+        if not self.calibrated:
+            return Verdict(False)
+        gap = squared_gap(ctx.novice_action, ctx.expert_action, self.action_space)
+        _, q = self.estimate(ctx.obs, ctx.novice_action)
+        return Verdict(self.rule_handback(gap=gap, q=q), gap)
+
+    def end_episode(self) -> None:
+        if len(self.novelty_estimates) > self.min_estimates:
+            self.set_thresholds(np.asarray(self.novelty_estimates), np.asarray(self.risk_estimates))
+
+    def set_thresholds(self, novelty: np.ndarray, q: np.ndarray) -> None:
+        """Novelty threshold = ``1 - alpha`` quantile, risk threshold = ``alpha`` quantile,
+        ``q_median`` = median of the given estimates."""
+        self.novelty_threshold = float(np.quantile(novelty, 1.0 - self.alpha))
+        self.risk_threshold = float(np.quantile(q, self.alpha))
+        self.q_median = float(np.median(q))
+
+    # -- learning -------------------------------------------------------------------------
+    def update(self, store: RecordStore, novice: Policy | None) -> dict[str, float]:
+        if self.ensemble is None:
+            return {}
+        obs, acts = labelled(store, "intervened")
+        n = len(obs)
+        if n == 0:
+            return {}
+        first = not self.calibrated
+        n_train = max(1, int(round(n * (1.0 - self.holdout)))) if first and n >= 2 else n
+        steps = self.first_steps if first and self.first_steps is not None else self.steps_per_update
+        q_steps = self.first_steps if first and self.first_steps is not None else self.q_steps_per_update
+        ens_loss = self.ensemble.fit(obs[:n_train], acts[:n_train], steps=steps, rng=self.np_random)
+        q_loss = self._fit_q(store, q_steps)
+        train_novice = self._novice_or_ensemble(novice, obs[:n_train])
+        self.gap_threshold = float(np.mean([squared_gap(a, b, self.action_space)
+                                            for a, b in zip(train_novice, acts[:n_train], strict=True)]))
+        if first:
+            held = obs[n_train:] if n_train < n else obs
+            _, novelty = self.ensemble.predict(held)
+            q = self.success_prob(held, self._novice_or_ensemble(novice, held))
+            self.set_thresholds(novelty, q)
+            self.calibrated = True
+        self.novelty_estimates.clear()
+        self.risk_estimates.clear()
+        if self.rescore and self._recent:
+            recent_obs = np.stack([o for o, _ in self._recent])
+            recent_act = np.stack([a for _, a in self._recent])
+            _, novelty_now = self.ensemble.predict(recent_obs)
+            q_now = self.success_prob(recent_obs, recent_act)
+            self.novelty_estimates = [float(x) for x in novelty_now]
+            self.risk_estimates = [float(x) for x in q_now]
+            if len(self.novelty_estimates) > self.min_estimates:
+                self.set_thresholds(novelty_now, q_now)
+        return {"ensemble_loss": ens_loss, "q_risk_loss": q_loss, "novelty_threshold": self.novelty_threshold,
+                "risk_threshold": self.risk_threshold, "gap_threshold": self.gap_threshold}
+
+    def _novice_or_ensemble(self, novice: Any, obs: np.ndarray) -> np.ndarray:
+        out = novice_actions(novice, obs)
+        if out is None:
+            assert self.ensemble is not None
+            out, _ = self.ensemble.predict(obs)
+        return out
+
+    def _fit_q(self, store: RecordStore, steps: int) -> float:
+        """TD on every record: success on an episode's last step, else gamma * Q_target(s', a')."""
+        assert self.q is not None and self.q_target is not None and self.q_optimizer is not None
+        assert self.ensemble is not None
+        n = len(store)
+        if n == 0:
+            return math.nan
+        obs = torch.as_tensor(np.array(store.column("obs")))  # copies: store columns are read-only views
+        nxt = torch.as_tensor(np.array(store.column("next_obs")))
+        act = torch.as_tensor(np.array(store.column("executed_action")))
+        reward = np.asarray(store.column("reward"), dtype=np.float64)
+        term = np.asarray(store.column("terminated"), dtype=bool)
+        trunc = np.asarray(store.column("truncated"), dtype=bool)
+        success = (term & (reward > self.success_reward_above)) | (trunc & self.success_on_truncation)
+        done_t = torch.as_tensor(term | trunc, dtype=torch.float32)
+        success_t = torch.as_tensor(success, dtype=torch.float32)
+        loss_v = math.nan
+        for _ in range(steps):
+            idx = torch.as_tensor(self.np_random.integers(0, n, size=min(self.q_batch_size, n)))
+            with torch.no_grad():
+                out = self.ensemble.outputs(nxt[idx]).mean(0)
+                a_next = out.argmax(-1) if self.ensemble.discrete else out
+                boot = torch.sigmoid(self.q_target(nxt[idx], a_next))
+                target = done_t[idx] * success_t[idx] + (1.0 - done_t[idx]) * self.gamma * boot
+            pred = torch.sigmoid(self.q(obs[idx], act[idx]))
+            loss = torch.nn.functional.mse_loss(pred, target)
+            self.q_optimizer.zero_grad()
+            loss.backward()
+            self.q_optimizer.step()
+            with torch.no_grad():
+                for p, tp in zip(self.q.parameters(), self.q_target.parameters(), strict=True):
+                    tp.mul_(self.polyak).add_(p, alpha=1.0 - self.polyak)
+            loss_v = float(loss.detach())
+        return loss_v
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            **super().state_dict(), "calibrated": self.calibrated,
+            "novelty_threshold": self.novelty_threshold, "risk_threshold": self.risk_threshold,
+            "q_median": self.q_median, "gap_threshold": self.gap_threshold,
+            "novelty_estimates": list(self.novelty_estimates), "risk_estimates": list(self.risk_estimates),
+        }
+        if self.ensemble is not None and self.q is not None and self.q_target is not None and self.q_optimizer is not None:
+            state.update(ensemble=self.ensemble.state_dict(), q=self.q.state_dict(),
+                         q_target=self.q_target.state_dict(), q_optimizer=self.q_optimizer.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.calibrated = bool(state.get("calibrated", False))
+        self.novelty_threshold = float(state.get("novelty_threshold", math.inf))
+        self.risk_threshold = float(state.get("risk_threshold", -math.inf))
+        self.q_median = float(state.get("q_median", 0.5))
+        self.gap_threshold = float(state.get("gap_threshold", 0.0))
+        self.novelty_estimates = [float(x) for x in state.get("novelty_estimates", [])]
+        self.risk_estimates = [float(x) for x in state.get("risk_estimates", [])]
+        if "ensemble" in state and self.ensemble is not None and self.q is not None:
+            assert self.q_target is not None and self.q_optimizer is not None
+            self.ensemble.load_state_dict(state["ensemble"])
+            self.q.load_state_dict(state["q"])
+            self.q_target.load_state_dict(state["q_target"])
+            self.q_optimizer.load_state_dict(state["q_optimizer"])

@@ -1,0 +1,319 @@
+"""PVP (Peng et al., NeurIPS 2023): proxy value propagation on stock stable-baselines3.
+
+PVP learns from a human-gated expert without env rewards. Two replay buffers: the *expert*
+buffer holds the steps the expert acted on (with the novice action it replaced), the *novice*
+buffer all other steps. Each gradient step samples ``batch_size`` transitions from each
+non-empty buffer (balanced batches) and minimises, for every critic Q,
+
+    0.5 * E[(Q(s, a) - gamma * (1 - done) * Q_target(s', a'))^2]                (reward-free TD)
+  + 0.5 * E[I * (Q(s, a_h) - bound)^2] + 0.5 * E[I * (Q(s, a_n) + bound)^2]      (proxy values)
+
+with ``a`` the executed action, ``I`` = 1 on expert steps whose replaced novice action differs
+from the expert's (a tie would ask one value to be +1 and -1 at once), ``bound`` = 1.
+
+* Box actions: :class:`PVPTD3`, SB3's ``TD3`` with the critic loss above (twin critics,
+  clipped target noise, delayed actor and target updates, all SB3's); the actor maximises Q.
+* Discrete actions: :class:`PVPDQN`, SB3's ``DQN`` with the loss above; ``a'`` is the greedy
+  action of the target network; its target updates and gradient clipping are SB3's.
+
+Only :meth:`train` is overridden (the way PVP's release extends SB3); buffers are SB3
+``ReplayBuffer`` s with two extra columns (:class:`PVPReplayBuffer`). The novice acts greedily
+(deterministic), as in PVP: exploration is the expert's job.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import DQN, TD3
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.utils import polyak_update
+from torch.nn import functional as F
+
+from gatekit.learners.base import Learner
+from gatekit.learners.sb3 import (
+    buffer_action,
+    build_offpolicy,
+    check_range,
+    clone_policy,
+    policy_kwargs_for,
+)
+from gatekit.nets import is_image
+from gatekit.policies import Policy, SB3Policy, cast_action
+from gatekit.types import Transition
+
+if TYPE_CHECKING:
+    from gatekit.data import RecordStore
+
+
+class PVPSamples(NamedTuple):
+    """A replay batch with PVP's two extra columns (all tensors, first dimension = batch)."""
+
+    observations: torch.Tensor
+    actions: torch.Tensor
+    next_observations: torch.Tensor
+    dones: torch.Tensor
+    rewards: torch.Tensor
+    novice_actions: torch.Tensor
+    interventions: torch.Tensor
+
+
+class PVPReplayBuffer(ReplayBuffer):
+    """SB3's ``ReplayBuffer`` plus the novice's proposed action and an intervention flag."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.novice_actions = np.zeros_like(self.actions)
+        self.interventions = np.zeros((self.buffer_size, self.n_envs), dtype=np.float32)
+
+    def add_pvp(self, obs: np.ndarray, next_obs: np.ndarray, action: np.ndarray, novice_action: np.ndarray,
+                done: bool, intervened: bool) -> None:
+        """Add one transition (reward-free: the reward column stays 0)."""
+        self.novice_actions[self.pos] = np.asarray(novice_action).reshape(self.n_envs, self.action_dim)
+        self.interventions[self.pos] = float(intervened)
+        self.add(np.asarray(obs)[None], np.asarray(next_obs)[None], np.asarray(action)[None],
+                 np.zeros(1, np.float32), np.array([done]), [{}])
+
+    def size_(self) -> int:
+        return self.buffer_size if self.full else self.pos
+
+    def sample_pvp(self, batch_size: int, rng: np.random.Generator) -> PVPSamples:
+        inds = rng.integers(0, self.size_(), size=batch_size)
+        base = self._get_samples(inds)
+        extra = (self.novice_actions[inds, 0, :], self.interventions[inds, 0].reshape(-1, 1))
+        return PVPSamples(*base, *(self.to_torch(x) for x in extra))
+
+
+def _cat(parts: list[PVPSamples]) -> PVPSamples:
+    if len(parts) == 1:
+        return parts[0]
+    return PVPSamples(*(torch.cat(cols, 0) for cols in zip(*parts, strict=True)))
+
+
+class _PVPMixin:
+    """Balanced sampling from the expert and novice buffers."""
+
+    human_buffer: PVPReplayBuffer
+    replay_buffer: PVPReplayBuffer
+    pvp_rng: np.random.Generator
+    q_value_bound: float
+
+    def balanced_batch(self, batch_size: int) -> PVPSamples | None:
+        parts = [b.sample_pvp(batch_size, self.pvp_rng) for b in (self.human_buffer, self.replay_buffer) if b.size_() > 0]
+        return _cat(parts) if parts else None
+
+
+def _differs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-row 1.0 where two batches of actions differ (any dimension), else 0.0; shape (B, 1)."""
+    return (a != b).any(dim=1, keepdim=True).float()
+
+
+class PVPTD3(_PVPMixin, TD3):
+    """SB3's TD3 with PVP's reward-free, proxy-value critic loss (see the module docstring)."""
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rate([self.actor.optimizer, self.critic.optimizer])
+        for _ in range(gradient_steps):
+            data = self.balanced_batch(batch_size)
+            if data is None:
+                return
+            self._n_updates += 1
+            with torch.no_grad():
+                noise = data.actions.clone().data.normal_(0, self.target_policy_noise)
+                noise = noise.clamp(-self.target_noise_clip, self.target_noise_clip)
+                next_actions = (self.actor_target(data.next_observations) + noise).clamp(-1, 1)
+                next_q = torch.cat(self.critic_target(data.next_observations, next_actions), dim=1)
+                next_q, _ = torch.min(next_q, dim=1, keepdim=True)
+                target_q = (1 - data.dones) * self.gamma * next_q  # reward-free
+            mask = data.interventions * _differs(data.actions, data.novice_actions)
+            q_behaviour = self.critic(data.observations, data.actions)
+            q_novice = self.critic(data.observations, data.novice_actions)
+            critic_loss = sum(
+                0.5 * F.mse_loss(qb, target_q)
+                + 0.5 * torch.mean(mask * (qb - self.q_value_bound) ** 2)
+                + 0.5 * torch.mean(mask * (qn + self.q_value_bound) ** 2)
+                for qb, qn in zip(q_behaviour, q_novice, strict=True)
+            )
+            self.critic.optimizer.zero_grad()
+            critic_loss.backward()  # type: ignore[union-attr]
+            self.critic.optimizer.step()
+            if self._n_updates % self.policy_delay == 0:
+                actor_loss = -self.critic.q1_forward(data.observations, self.actor(data.observations)).mean()
+                self.actor.optimizer.zero_grad()
+                actor_loss.backward()
+                self.actor.optimizer.step()
+                polyak_update(self.critic.parameters(), self.critic_target.parameters(), self.tau)
+                polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
+                polyak_update(self.critic_batch_norm_stats, self.critic_batch_norm_stats_target, 1.0)
+                polyak_update(self.actor_batch_norm_stats, self.actor_batch_norm_stats_target, 1.0)
+            self.last_critic_loss = float(critic_loss)
+
+
+class PVPDQN(_PVPMixin, DQN):
+    """SB3's DQN with PVP's reward-free, proxy-value loss (see the module docstring)."""
+
+    def train(self, gradient_steps: int, batch_size: int = 100) -> None:
+        self.policy.set_training_mode(True)
+        self._update_learning_rate(self.policy.optimizer)
+        for _ in range(gradient_steps):
+            data = self.balanced_batch(batch_size)
+            if data is None:
+                return
+            with torch.no_grad():
+                next_q, _ = self.q_net_target(data.next_observations).max(dim=1)
+                target_q = (1 - data.dones) * self.gamma * next_q.reshape(-1, 1)  # reward-free
+            q_all = self.q_net(data.observations)
+            q_behaviour = torch.gather(q_all, 1, data.actions.long())
+            q_novice = torch.gather(q_all, 1, data.novice_actions.long())
+            mask = data.interventions * _differs(data.actions, data.novice_actions)
+            loss = (0.5 * F.mse_loss(q_behaviour, target_q)
+                    + 0.5 * torch.mean(mask * (q_behaviour - self.q_value_bound) ** 2)
+                    + 0.5 * torch.mean(mask * (q_novice + self.q_value_bound) ** 2))
+            self.policy.optimizer.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+            self.last_critic_loss = float(loss)
+        self._n_updates += gradient_steps
+
+
+class PVPLearner(Learner):
+    """PVP: TD3 (Box actions) or DQN (Discrete) trained on proxy values, every env step.
+
+    Args:
+        observation_space: vector or ``(C, H, W)`` image-stack observations.
+        action_space: Box (TD3) or Discrete (DQN).
+        seed: seeds SB3 (networks) and the buffer sampling.
+        lr: learning rate.
+        batch_size: transitions from *each* buffer per gradient step (PVP: 100 + 100).
+        buffer_size: capacity of each buffer.
+        learning_starts: env steps before training starts.
+        train_freq: train every this many env steps.
+        gradient_steps: gradient steps per training.
+        first_update_steps: extra gradient steps at the first update (the end of the expert's
+            warm-up), 0 for none.
+        gamma: discount of the reward-free TD target.
+        tau: Polyak factor of the target networks.
+        net_arch: hidden layers (default ``[256, 256]``; ``[]`` after the CNN for images).
+        policy_delay: TD3's actor/target update period (gradient steps).
+        target_update_interval: DQN: env steps between target-network updates.
+        q_value_bound: the proxy value (+bound on the expert's action, -bound on the novice's).
+        cnn_features: width of the CNN's tanh feature layer (image observations).
+
+    Example:
+        >>> import gymnasium as gym
+        >>> learner = PVPLearner(observation_space=gym.spaces.Box(-1, 1, (3,)),
+        ...                      action_space=gym.spaces.Discrete(2), net_arch=[8])
+        >>> type(learner.model).__name__, learner.act(gym.spaces.Box(-1, 1, (3,)).sample()) in (0, 1)
+        ('PVPDQN', True)
+    """
+
+    name = "pvp"
+
+    def __init__(self, *, observation_space: gym.Space, action_space: gym.Space, seed: int = 0, lr: float = 1e-4,
+                 batch_size: int = 100, buffer_size: int = 50_000, learning_starts: int = 0, train_freq: int = 1,
+                 gradient_steps: int = 1, first_update_steps: int = 0, gamma: float = 0.99, tau: float = 0.005,
+                 net_arch: list[int] | None = None, policy_delay: int = 2, target_update_interval: int = 1,
+                 q_value_bound: float = 1.0, cnn_features: int = 64) -> None:
+        super().__init__(observation_space=observation_space, action_space=action_space, seed=seed)
+        for name, v in (("batch_size", batch_size), ("buffer_size", buffer_size), ("train_freq", train_freq),
+                        ("gradient_steps", gradient_steps), ("policy_delay", policy_delay),
+                        ("target_update_interval", target_update_interval), ("cnn_features", cnn_features)):
+            if v < 1:
+                raise ValueError(f"{name} must be >= 1, got {v}")
+        if learning_starts < 0 or first_update_steps < 0:
+            raise ValueError(f"learning_starts and first_update_steps must be >= 0, got {learning_starts}, {first_update_steps}")
+        if lr <= 0 or q_value_bound <= 0:
+            raise ValueError(f"lr and q_value_bound must be > 0, got {lr}, {q_value_bound}")
+        check_range("gamma", gamma, 0.0, 1.0)
+        check_range("tau", tau, 0.0, 1.0)
+        if isinstance(action_space, gym.spaces.Discrete):
+            algo: type = PVPDQN
+            extra: dict[str, Any] = {"target_update_interval": target_update_interval, "exploration_initial_eps": 0.0,
+                                     "exploration_final_eps": 0.0}
+        elif isinstance(action_space, gym.spaces.Box):
+            algo, extra = PVPTD3, {"policy_delay": policy_delay}
+        else:
+            raise ValueError(f"action_space must be Box or Discrete, got {action_space}")
+        self.batch_size, self.learning_starts = int(batch_size), int(learning_starts)
+        self.train_freq, self.gradient_steps = int(train_freq), int(gradient_steps)
+        self.first_update_steps = int(first_update_steps)
+        arch = policy_kwargs_for(observation_space, net_arch, cnn_features=cnn_features,
+                                 default_arch=[] if is_image(observation_space) else [256, 256])
+        self.model = build_offpolicy(algo, observation_space, action_space, seed=seed, learning_rate=lr,
+                                     buffer_size=buffer_size, batch_size=batch_size, gamma=gamma, tau=tau,
+                                     learning_starts=learning_starts, policy_kwargs=arch,
+                                     replay_buffer_class=PVPReplayBuffer, **extra)
+        self.model.human_buffer = PVPReplayBuffer(buffer_size, observation_space, action_space, device="cpu", n_envs=1)
+        self.model.pvp_rng = np.random.default_rng(seed)
+        self.model.q_value_bound = float(q_value_bound)
+        self.model.last_critic_loss = float("nan")
+        self.steps = 0
+        self._refill = False
+
+    # -- acting ------------------------------------------------------------------------------
+    def act(self, obs: Any) -> Any:
+        action, _ = self.model.predict(obs, deterministic=True)
+        return cast_action(action, self.action_space)
+
+    def policy(self) -> Policy:
+        return SB3Policy(clone_policy(self.model.policy), self.observation_space, self.action_space, deterministic=True)
+
+    # -- learning ----------------------------------------------------------------------------
+    def _add(self, obs: Any, next_obs: Any, executed: Any, novice: Any, terminated: bool, intervened: bool) -> None:
+        buf = self.model.human_buffer if intervened else self.model.replay_buffer
+        buf.add_pvp(obs, next_obs, buffer_action(self.model, executed, self.action_space),
+                    buffer_action(self.model, novice, self.action_space), terminated, intervened)
+
+    def _refill_from(self, store: RecordStore) -> None:
+        cols = {k: store.column(k) for k in ("obs", "next_obs", "executed_action", "novice_action", "terminated",
+                                             "intervened")}
+        for i in range(len(store)):
+            self._add(cols["obs"][i], cols["next_obs"][i], cols["executed_action"][i], cols["novice_action"][i],
+                      bool(cols["terminated"][i]), bool(cols["intervened"][i]))
+
+    def observe(self, record: Transition, store: RecordStore) -> dict[str, float]:
+        if self._refill:
+            self._refill_from(store)  # includes this record
+            self._refill = False
+        else:
+            # terminated only: a time-limit truncation is not a terminal state, so it bootstraps
+            self._add(record.obs, record.next_obs, record.executed_action, record.novice_action, record.terminated,
+                      record.intervened)
+        self.steps += 1
+        self.model.num_timesteps = self.steps
+        if isinstance(self.model, DQN):
+            self.model._on_step()  # SB3's per-step hook: the target network's update schedule
+        if self.steps > self.learning_starts and self.steps % self.train_freq == 0:
+            self.model.train(gradient_steps=self.gradient_steps, batch_size=self.batch_size)
+        return {}
+
+    def update(self, store: RecordStore) -> dict[str, float]:
+        if self.updates == 0 and self.first_update_steps:
+            self.model.train(gradient_steps=self.first_update_steps, batch_size=self.batch_size)
+        self.updates += 1
+        return {"pvp/expert_buffer": float(self.model.human_buffer.size_()),
+                "pvp/novice_buffer": float(self.model.replay_buffer.size_()),
+                "pvp/critic_loss": float(self.model.last_critic_loss)}
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        state = {**super().state_dict(), "params": self.model.get_parameters(), "steps": self.steps,
+                 "n_updates": int(self.model._n_updates), "rng": dict(self.model.pvp_rng.bit_generator.state)}
+        if isinstance(self.model, DQN):
+            state["n_calls"] = int(self.model._n_calls)
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.model.set_parameters(state["params"], exact_match=True, device="cpu")
+        self.steps = int(state["steps"])
+        self.model._n_updates = int(state.get("n_updates", 0))
+        self.model.pvp_rng.bit_generator.state = state["rng"]
+        if isinstance(self.model, DQN):
+            self.model._n_calls = int(state.get("n_calls", 0))
+        self._refill = True

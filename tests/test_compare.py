@@ -1,0 +1,155 @@
+"""``gatekit compare``: the toy comparison end to end, skipping finished runs, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from gatekit.cli import main
+from gatekit.compare import (
+    Comparison,
+    MethodSpec,
+    load_comparison,
+    make_table,
+    mean_curve,
+    plan,
+    slug,
+    steps_to_reach,
+)
+from gatekit.errors import ConfigError
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+TOY = RECIPES / "compare_toy.yaml"
+
+
+def test_compare_toy_writes_outputs_and_skips_finished_runs(tmp_path):
+    out = tmp_path / "cmp"
+    runner = CliRunner()
+    # smaller than the recipe's budgets, for the test's time
+    sets = ["--set", "budget.total_steps=120", "--set", "eval.every_steps=60", "--set", "eval.final_episodes=1"]
+    first = runner.invoke(main, ["compare", str(TOY), "--out", str(out), "--workers", "2", "--no-progress", *sets])
+    assert first.exit_code == 0, first.output
+    assert "ran 4 runs, skipped 0" in first.output
+    for name in ("results.csv", "table.md", "success_vs_expert_steps.png", "takeover_rate.png", "comparison.yaml"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert sorted((r["method"], r["seed"]) for r in rows) == [("HG-DAgger", "0"), ("HG-DAgger", "1"), ("PVP", "0"), ("PVP", "1")]
+    assert all(r["status"] == "finished" and int(r["total_steps"]) == 120 for r in rows)
+    assert all(0.0 <= float(r["test_success"]) <= 1.0 for r in rows)
+    table = (out / "table.md").read_text()
+    assert "| method | expert steps (take-over rate) | total steps | switches | test success | return | route completion" in table
+    assert "| HG-DAgger |" in table and "| PVP |" in table and "2/2" in table
+    res = json.loads((out / "runs" / "pvp" / "seed1" / "results.json").read_text())
+    assert res["seed"] == 1 and res["learner"] == "pvp" and res["total_steps"] == 120
+
+    stamp = (out / "runs" / "hg-dagger" / "seed0" / "results.json").stat().st_mtime_ns
+    again = runner.invoke(main, ["compare", str(TOY), "--out", str(out), "--workers", "2", "--no-progress", *sets])
+    assert again.exit_code == 0, again.output
+    assert "ran 0 runs, skipped 4 finished" in again.output
+    assert (out / "runs" / "hg-dagger" / "seed0" / "results.json").stat().st_mtime_ns == stamp
+    assert len(list(csv.DictReader((out / "results.csv").open()))) == 4
+
+
+def _write(tmp_path, data, name="c.yaml"):
+    p = tmp_path / name
+    p.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return p
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({"name": "x", "methods": [{"name": "A", "recipe": str(RECIPES / "hg_cartpole.yaml")}], "seedz": [0]}, "did you mean 'seeds'"),
+    ({"name": "x", "methods": []}, "methods"),
+    ({"name": "x", "methods": [{"name": "A", "recipe": "nope.yaml"}]}, "no recipe file"),
+    ({"name": "x", "methods": [{"name": "A", "recipe": str(RECIPES / "hg_cartpole.yaml")}] * 2}, "unique"),
+    ({"name": "x", "reference": "B", "methods": [{"name": "A", "recipe": str(RECIPES / "hg_cartpole.yaml")}]}, "reference 'B'"),
+    ({"name": "x", "methods": [{"name": "A", "recipe": str(RECIPES / "hg_cartpole.yaml"),
+                                "overrides": {"budget.total_stepz": 5}}]}, "budget.total_stepz"),
+    ("name: [unclosed", "not valid YAML"),
+])
+def test_bad_comparisons_are_one_line_errors(tmp_path, data, needle):
+    path = _write(tmp_path, data)
+    result = CliRunner().invoke(main, ["compare", str(path), "--out", str(tmp_path / "o"), "--no-progress"])
+    assert result.exit_code == 2
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("gatekit: error: compare") and needle in lines[0], result.output
+    assert not (tmp_path / "o" / "runs").exists()  # nothing ran
+
+
+def test_cli_option_errors(tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(main, ["compare", str(tmp_path / "missing.yaml")])
+    assert r.exit_code == 2 and "no such file" in r.output
+    r = runner.invoke(main, ["compare", str(TOY), "--seeds", "a,b", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "--seeds" in r.output
+    r = runner.invoke(main, ["compare", str(TOY), "--only", "AIM", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "--only 'AIM'" in r.output
+    r = runner.invoke(main, ["sweep", "--help"])
+    assert r.exit_code == 0 and "comparison" in r.output
+
+
+def test_plan_applies_overrides_in_order_and_is_seed_major(tmp_path):
+    comp, base = load_comparison(TOY)
+    runs = plan(comp, base, tmp_path, extra=("budget.total_steps=123",), seeds=[5, 6])
+    assert [(r.method, r.seed) for r in runs] == [("HG-DAgger", 5), ("PVP", 5), ("HG-DAgger", 6), ("PVP", 6)]
+    assert all(r.recipe.budget.total_steps == 123 and r.recipe.seed == r.seed for r in runs)
+    assert runs[1].recipe.learner.id == "pvp" and runs[0].recipe.learner.kwargs["batches_per_update"] == 50
+    assert runs[3].run_dir == tmp_path / "runs" / "pvp" / "seed6"
+    assert slug("Thrifty-DAgger") == "thrifty-dagger"
+
+
+def test_every_shipped_comparison_plans(tmp_path):
+    for path in sorted(RECIPES.glob("compare_*.yaml")):
+        comp, base = load_comparison(path)
+        runs = plan(comp, base, tmp_path)
+        assert len(runs) == len(comp.methods) * len(comp.seeds), path.name
+        if comp.name != "compare_toy":  # the paper comparisons share expert, warm-up, budget, evaluation
+            for field in ("expert", "budget.warmup_steps", "budget.expert_steps", "eval"):
+                values = {yaml.safe_dump(_get(r.recipe.to_dict(), field)) for r in runs}
+                assert len(values) == 1, (path.name, field, values)
+
+
+def _get(d, dotted):
+    for part in dotted.split("."):
+        d = d[part]
+    return d
+
+
+def test_learning_curve_summaries():
+    seeds = [
+        [{"expert_steps": 0, "test_success": 0.0}, {"expert_steps": 100, "test_success": 0.4}, {"expert_steps": 200, "test_success": 0.8}],
+        [{"expert_steps": 0, "test_success": 0.2}, {"expert_steps": 200, "test_success": 0.6}],
+    ]
+    grid, mean, std = mean_curve(seeds)
+    assert grid.tolist() == [0, 100, 200]
+    assert np.allclose(mean, [0.1, 0.4, 0.7]) and np.allclose(std, [0.1, 0.0, 0.1])
+    assert steps_to_reach(seeds, 0.4) == 100 and steps_to_reach(seeds, 0.7) == 200
+    assert math.isnan(steps_to_reach(seeds, 0.9))
+
+
+def test_table_layout_from_rows():
+    comp = Comparison(name="t", methods=[MethodSpec(name="A", recipe="a"), MethodSpec(name="B", recipe="b")], reference="A")
+    ev = [{"expert_steps": 500, "test_success": 0.5}, {"expert_steps": 1000, "test_success": 0.6}]
+    rows = [
+        {"method": "A", "seed": s, "status": "finished", "expert_steps": e, "total_steps": 2000, "takeover_rate": e / 2000,
+         "switches": 10, "test_success": 0.6, "test_return": 100.0, "_evaluations": ev}
+        for s, e in ((0, 1000), (1, 1200))
+    ] + [{"method": "B", "seed": 0, "status": "failed", "expert_steps": math.nan, "total_steps": math.nan,
+          "takeover_rate": math.nan, "switches": math.nan, "_evaluations": []}]
+    header, body = make_table(comp, rows)
+    assert header[-2].startswith("expert steps to reach A's success (0.60)")
+    a = body[0]
+    assert a[0] == "A" and a[1] == "1.1K ± 0.1K (0.55 ± 0.07)" and a[2] == "2.0K ± 0.0K"
+    assert a[4] == "0.60 ± 0.00" and a[6] == "-" and a[-2] == "1.0K" and a[-1] == "2/2"
+    assert body[1][0] == "B" and body[1][-1] == "0/1"
+
+
+def test_load_comparison_rejects_a_training_recipe():
+    with pytest.raises(ConfigError, match="training recipe"):
+        load_comparison(RECIPES / "hg_cartpole.yaml")
