@@ -178,7 +178,7 @@ def test_thrifty_quantiles_update_at_episode_end_only_with_enough_estimates():
     assert len(c.novelty_estimates) == n
 
 
-def test_thrifty_update_calibrates_and_learns_success():
+def test_thrifty_update_calibrates_and_learns_success(tmp_path):
     rng = np.random.default_rng(0)
     rows = []
     for _ in range(30):  # ten-step episodes; episodes starting right of 0 succeed
@@ -197,8 +197,8 @@ def test_thrifty_update_calibrates_and_learns_success():
     q = c.success_prob(np.array([[0.8], [-0.8]], np.float32), np.zeros((2, 1), np.float32))
     assert q[0] > q[1]  # the critic tells the succeeding side from the failing one
     state = c.state_dict()
-    torch.save(state, "/tmp/_gk_thrifty.pt")
-    loaded = torch.load("/tmp/_gk_thrifty.pt", weights_only=True)
+    torch.save(state, tmp_path / "thrifty.pt")
+    loaded = torch.load(tmp_path / "thrifty.pt", weights_only=True)  # as run.py loads checkpoints
     d = _thrifty(alpha=0.2)
     d.load_state_dict(loaded)
     assert d.calibrated and d.novelty_threshold == c.novelty_threshold

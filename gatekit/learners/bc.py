@@ -7,7 +7,6 @@ from the current policy (HG-DAgger's learner; with ``budget.warmup_steps`` only,
 
 from __future__ import annotations
 
-import copy
 import warnings
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -76,7 +75,10 @@ class ImitationBCLearner(Learner):
         return self._act(obs)
 
     def policy(self) -> Policy:
-        return SB3Policy(copy.deepcopy(self.trainer.policy), self.observation_space, self.action_space)
+        from gatekit.learners.sb3 import clone_policy
+
+        # rebuilt from its weights: torch refuses to deepcopy a policy right after training
+        return SB3Policy(clone_policy(self.trainer.policy), self.observation_space, self.action_space)
 
     def wants_update(self, store: RecordStore) -> bool:
         # imitation's data loader needs at least one full batch of demonstrations
