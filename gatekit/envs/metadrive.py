@@ -1,6 +1,6 @@
 """MetaDrive env factories: ``SafeMetaDriveEnv`` with disjoint train/test maps, headless and offline.
 
-The AIM setting (see ``AIM.md`` section 3): 50 training maps from scenario seed 100, 50
+The AIM paper's setting: 50 training maps from scenario seed 100, 50
 held-out maps from seed 1000, traffic density 0.06, horizon 1500, leaving the route ends the
 episode, obstacles with the library's accident probability 0.8. Observation: the 259-dim
 state/lidar vector; action: ``[steering, throttle]`` in ``[-1, 1]^2``; success: ``arrive_dest``.
