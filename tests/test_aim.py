@@ -370,7 +370,7 @@ def test_dqn_novice_learns_the_expert_action_from_proxy_values():
     assert (acts == 2).all()
     values = learner._dqn.q.all_actions(torch.as_tensor(np.array(store.obs[::2])))
     assert (values[:, 2] > values[:, 0]).all()
-    assert learner.policy()(store.obs[0]) == 2
+    assert learner.policy()(np.array(store.obs[0])) == 2
     with pytest.raises(ValueError, match="novice 'dqn' needs a Discrete"):
         AIMLearner(observation_space=OBS3, action_space=BOX2, novice="dqn")
 
