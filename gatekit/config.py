@@ -152,9 +152,15 @@ _RANGES: dict[str, tuple[float, float]] = {
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read a YAML recipe, apply ``a.b=value`` overrides, and load it strictly."""
+    raw = read_yaml_mapping(path, kind="recipe", example="recipes/", fields="name, env, expert, ...")
+    return load_recipe_dict(apply_overrides(raw, overrides))
+
+
+def read_yaml_mapping(path: str | Path, *, kind: str, example: str, fields: str) -> dict[str, Any]:
+    """Read ``path`` with ``yaml.safe_load``; anything but a YAML mapping is a one-line error."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"recipe: no such file '{path}'; give the path of a .yaml recipe (see recipes/)")
+        raise ConfigError(f"recipe: no such file '{path}'; give the path of a .yaml {kind} (see {example})")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -162,10 +168,10 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"recipe: '{path}' is not valid YAML{where}; fix the syntax") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"recipe: '{path}' is not a text file; give a .yaml recipe") from None
+        raise ConfigError(f"recipe: '{path}' is not a text file; give a .yaml {kind}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"recipe: '{path}' must hold a mapping of fields (name, env, expert, ...)")
-    return load_recipe_dict(apply_overrides(raw, overrides))
+        raise ConfigError(f"recipe: '{path}' must hold a mapping of fields ({fields})")
+    return raw
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:

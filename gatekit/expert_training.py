@@ -46,7 +46,14 @@ from typing import Any, Literal
 
 import yaml
 
-from gatekit.config import Component, apply_overrides, build, check_kwargs, check_type
+from gatekit.config import (
+    Component,
+    apply_overrides,
+    build,
+    check_kwargs,
+    check_type,
+    read_yaml_mapping,
+)
 from gatekit.errors import ConfigError, GatekitError, RunDirError, nearest
 
 try:
@@ -98,19 +105,8 @@ _PPO_NUMBERS = ("learning_rate", "clip_range", "clip_range_vf")
 
 def load_expert_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExpertRecipe:
     """Read an expert recipe (YAML), apply ``a.b=value`` overrides, and load it strictly."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"recipe: no such file '{path}'; give the path of a .yaml expert recipe (see recipes/ppo_expert_*.yaml)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"recipe: '{path}' is not valid YAML{where}; fix the syntax") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"recipe: '{path}' is not a text file; give a .yaml recipe") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"recipe: '{path}' must hold a mapping of fields (name, env, total_timesteps, ...)")
+    raw = read_yaml_mapping(path, kind="expert recipe", example="recipes/ppo_expert_*.yaml",
+                            fields="name, env, total_timesteps, ...")
     return load_expert_recipe_dict(apply_overrides(raw, overrides))
 
 

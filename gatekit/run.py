@@ -46,6 +46,7 @@ import yaml
 from gatekit.config import Recipe, build, load_recipe
 from gatekit.criteria import CRITERIA
 from gatekit.data import RecordStore
+from gatekit.data.log import fsync_dir
 from gatekit.envs import ENVS
 from gatekit.errors import GatekitError, RunDirError
 from gatekit.evaluation import EvalWorker, Stat, evaluate, summarize
@@ -99,7 +100,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -109,20 +110,7 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 def default_run_dir(recipe: Recipe, root: Path = Path("runs")) -> Path:

@@ -305,7 +305,7 @@ def _io_error(path: Path, exc: OSError, *, doing: str, fix: str | None = None) -
     return RunDirError(f"cannot {doing} '{path}': {reason}{f' [{code}]' if code else ''}; {fix}")
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make a created/renamed directory entry durable (not supported everywhere: best effort)."""
     try:
         fd = os.open(directory, os.O_RDONLY | _O_CLOEXEC)
@@ -455,7 +455,7 @@ class RecordLog:
                 pass
             raise _io_error(path, exc, doing="create", fix=None if exc.errno in _FULL + _DENIED else
                             "check the run folder") from exc
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | _O_CLOEXEC | _O_BINARY)
         except OSError as exc:
@@ -537,7 +537,7 @@ class RecordLog:
         except OSError as exc:
             raise _io_error(side, exc, doing="save the torn tail of the record log to",
                             fix=None if exc.errno in _FULL + _DENIED else "check the disk") from exc
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
         return side
 
     # -- appending -------------------------------------------------------------------------
