@@ -165,9 +165,11 @@ def list_cmd() -> None:
 @click.option("--only", multiple=True, metavar="METHOD", help="Run only this method (repeatable).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a field of every method's recipe (repeatable).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
+@click.option("--redo-changed", is_flag=True,
+              help="Run folders made from a different recipe: keep them aside (renamed) and run them again.")
 @_clean_errors
 def compare_cmd(recipe: Path, out: Path | None, workers: int | None, seeds: str | None, only: tuple[str, ...],
-                overrides: tuple[str, ...], no_progress: bool) -> None:
+                overrides: tuple[str, ...], no_progress: bool, redo_changed: bool) -> None:
     """Run every method x seed of a comparison RECIPE (skipping finished runs) and write
     results.csv, table.md and plots into the output folder."""
     from gatekit.compare import run_comparison
@@ -181,7 +183,7 @@ def compare_cmd(recipe: Path, out: Path | None, workers: int | None, seeds: str 
         if not seed_list:
             raise GatekitError("--seeds: give at least one seed, e.g. --seeds 0,1,2")
     res = run_comparison(recipe, out=out, workers=workers, seeds=seed_list, only=only, overrides=overrides,
-                         progress=not no_progress)
+                         progress=not no_progress, redo_changed=redo_changed)
     t = Table(title=f"{recipe.stem}: mean ± std over seeds", header_style="bold")
     for col in res.header:
         t.add_column(col)

@@ -27,7 +27,11 @@ writes into the output folder:
 ================================ ==============================================================
 
 Re-running skips runs whose ``results.json`` says ``finished`` and resumes runs that stopped
-part-way (their own recipe is used, as with ``gatekit train --resume``).
+part-way (their own recipe is used, as with ``gatekit train --resume``). A run folder whose saved
+recipe differs from the one the comparison now asks for (a method's recipe was edited, ``--set``
+changed) is never reused silently: the comparison stops before running anything and names the
+changed fields; ``redo_changed`` (``--redo-changed``) moves such folders aside (kept, renamed
+``seed<k>.changed-<n>``: expert labels are never deleted) and runs them again.
 """
 
 from __future__ import annotations
@@ -208,6 +212,56 @@ def run_status(run_dir: Path) -> str:
 
 
 _progress_q: Any = None
+
+
+# how a run reports and stores, not what it learns or how its novice is tested
+_IGNORED_FIELDS = ("log", "description", "data", "eval.expert_reference", "eval.in_worker")
+
+
+def _ignored(key: str) -> bool:
+    return any(key == f or key.startswith(f + ".") for f in _IGNORED_FIELDS)
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(d, dict):
+        return {prefix: d}
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key))
+        else:
+            out[key] = v
+    return out
+
+
+def recipe_changes(run_dir: Path, recipe: Recipe) -> list[str]:
+    """The fields (``key: saved -> planned``) where the run folder's saved ``recipe.yaml`` differs
+    from ``recipe``; empty when they agree or the folder holds no recipe yet. Fields under
+    ``log`` and ``data``, the description and whether the expert's own reference is measured are
+    ignored: they change neither the novice nor its test."""
+    path = run_dir / "recipe.yaml"
+    if not path.is_file():
+        return []
+    try:
+        saved_raw = yaml.safe_load(path.read_text())
+        saved = load_recipe_dict(saved_raw).to_dict() if isinstance(saved_raw, dict) else {}
+    except (yaml.YAMLError, ConfigError, OSError, UnicodeDecodeError):
+        return ["recipe.yaml: unreadable"]
+    a = {k: v for k, v in _flatten(saved).items() if not _ignored(k)}
+    b = {k: v for k, v in _flatten(recipe.to_dict()).items() if not _ignored(k)}
+    missing = object()
+    return [f"{k}: {a.get(k, '(unset)')} -> {b.get(k, '(unset)')}" for k in sorted(set(a) | set(b))
+            if a.get(k, missing) != b.get(k, missing)]
+
+
+def set_aside(run_dir: Path) -> Path:
+    """Rename a run folder to ``<name>.changed-<n>`` (first free n) and return the new path."""
+    n = 1
+    while (dest := run_dir.with_name(f"{run_dir.name}.changed-{n}")).exists():
+        n += 1
+    run_dir.rename(dest)
+    return dest
 
 
 def _init_worker(progress_q: Any) -> None:
@@ -578,7 +632,7 @@ class ComparisonResult:
 
 def run_comparison(path: str | Path, *, out: str | Path | None = None, workers: int | None = None,
                    seeds: list[int] | None = None, only: tuple[str, ...] = (), overrides: tuple[str, ...] = (),
-                   progress: bool = True) -> ComparisonResult:
+                   progress: bool = True, redo_changed: bool = False) -> ComparisonResult:
     """Run every method x seed of the comparison at ``path`` (skipping finished runs) and write
     ``results.csv``, ``table.md`` and the plots into ``out`` (default ``runs/<name>``).
 
@@ -590,9 +644,11 @@ def run_comparison(path: str | Path, *, out: str | Path | None = None, workers: 
         only: run only these methods.
         overrides: ``a.b=value`` set on every method's recipe, after the recipe's own.
         progress: show progress bars.
+        redo_changed: move aside and re-run the run folders whose saved recipe differs from the
+            planned one (default: stop with an error naming them).
 
     Raises:
-        ConfigError: bad input, found before any run starts.
+        ConfigError: bad input, or run folders made from other recipes, found before any run starts.
     """
     comp, base = load_comparison(path)
     out_dir = Path(out) if out is not None else Path("runs") / comp.name
@@ -600,6 +656,15 @@ def run_comparison(path: str | Path, *, out: str | Path | None = None, workers: 
     if n_workers < 1:
         raise ConfigError(f"compare: --workers must be >= 1, got {n_workers}")
     runs = plan(comp, base, out_dir, extra=tuple(overrides), seeds=seeds, only=only)
+    changed = [(r, c) for r in runs if (c := recipe_changes(r.run_dir, r.recipe))]
+    if changed and not redo_changed:
+        r, c = changed[0]
+        more = f" (and {len(changed) - 1} more run folders)" if len(changed) > 1 else ""
+        shown = "; ".join(c[:3]) + (f"; +{len(c) - 3} more" if len(c) > 3 else "")
+        raise ConfigError(f"compare: '{r.run_dir}'{more} was made from a different recipe ({shown}); "
+                          "pass --redo-changed to keep it aside and run again, or pass another --out")
+    for r, _ in changed:
+        set_aside(r.run_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -56,6 +56,22 @@ def test_compare_toy_writes_outputs_and_skips_finished_runs(tmp_path):
     assert (out / "runs" / "hg-dagger" / "seed0" / "results.json").stat().st_mtime_ns == stamp
     assert len(list(csv.DictReader((out / "results.csv").open()))) == 4
 
+    # a finished run made from another recipe is never reused silently, nor deleted
+    changed = [*sets[:-2], "--set", "eval.final_episodes=2", "--only", "HG-DAgger", "--seeds", "0"]
+    refused = runner.invoke(main, ["compare", str(TOY), "--out", str(out), "--no-progress", *changed])
+    assert refused.exit_code == 2, refused.output
+    line = refused.output.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert "different recipe" in line and "eval.final_episodes: 1 -> 2" in line and "--redo-changed" in line
+    assert (out / "runs" / "hg-dagger" / "seed0" / "results.json").stat().st_mtime_ns == stamp
+    old_records = (out / "runs" / "hg-dagger" / "seed0" / "records.gkr").read_bytes()
+    redo = runner.invoke(main, ["compare", str(TOY), "--out", str(out), "--no-progress", "--redo-changed", *changed])
+    assert redo.exit_code == 0, redo.output
+    assert "ran 1 runs, skipped 0" in redo.output
+    kept = out / "runs" / "hg-dagger" / "seed0.changed-1"
+    assert (kept / "records.gkr").read_bytes() == old_records
+    assert yaml.safe_load((out / "runs" / "hg-dagger" / "seed0" / "recipe.yaml").read_text())["eval"]["final_episodes"] == 2
+
 
 def _write(tmp_path, data, name="c.yaml"):
     p = tmp_path / name
