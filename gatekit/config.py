@@ -244,7 +244,7 @@ def _kind(v: Any) -> str:
 def _convert(tp: Any, value: Any, path: str) -> Any:
     if tp is Component:
         return _load_component(value, path)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _load_dataclass(tp, value, path)
     out = check_type(tp, value, path)
     lo_hi = _RANGES.get(path)

@@ -40,6 +40,7 @@ import os
 import time
 import typing
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -339,7 +340,7 @@ def train_expert(recipe: ExpertRecipe, *, out: Path, progress: bool = True) -> d
     resolved = {**recipe.to_dict(), "n_envs": n_envs}
     (out / "recipe.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
 
-    fns = [EnvFactory(recipe.env, "train", recipe.seed + i) for i in range(n_envs)]
+    fns: list[Callable[[], Any]] = [EnvFactory(recipe.env, "train", recipe.seed + i) for i in range(n_envs)]
     zip_path = out / "expert.zip"
     try:
         venv = SubprocVecEnv(fns, start_method=start_method())

@@ -78,11 +78,14 @@ class Encoder(nn.Module):
 class Actor(nn.Module):
     """Deterministic novice. Box: ``low + (tanh(out) + 1) / 2 * (high - low)``. Discrete: logits."""
 
+    low: torch.Tensor   # buffers (Box only)
+    high: torch.Tensor
+
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, hidden: list[int]) -> None:
         super().__init__()
         self.encoder = Encoder(observation_space)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
-        if self.discrete:
+        if isinstance(action_space, gym.spaces.Discrete):
             out = int(action_space.n)
         elif isinstance(action_space, gym.spaces.Box):
             out = int(np.prod(action_space.shape))
@@ -120,10 +123,10 @@ class QNet(nn.Module):
         super().__init__()
         self.encoder = Encoder(observation_space)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
-        if self.discrete:
+        if isinstance(action_space, gym.spaces.Discrete):
             self.head = mlp(self.encoder.dim, int(action_space.n), hidden)
         else:
-            self.head = mlp(self.encoder.dim + int(np.prod(action_space.shape)), 1, hidden)
+            self.head = mlp(self.encoder.dim + int(np.prod(action_space.shape or ())), 1, hidden)
 
     def all_actions(self, obs: torch.Tensor) -> torch.Tensor:
         """Discrete only: values of every action, shape (batch, n)."""

@@ -293,11 +293,13 @@ class _Run:
             self.learner = build(LEARNERS, r.learner, "learner", observation_space=self.env.observation_space,
                                  action_space=self.env.action_space, seed=r.seed)
             path = self.run_dir / "records.gkr" if store_path is not None else None
-            kw = {"max_unsynced": r.data.max_unsynced, "sync_seconds": r.data.sync_seconds}
+            sync = r.data
             if self.resuming and path is not None and path.exists():
-                self.store = RecordStore.open(path, self.env.observation_space, self.env.action_space, **kw)
+                self.store = RecordStore.open(path, self.env.observation_space, self.env.action_space,
+                                              max_unsynced=sync.max_unsynced, sync_seconds=sync.sync_seconds)
             else:
-                self.store = RecordStore(self.env.observation_space, self.env.action_space, path=path, **kw)
+                self.store = RecordStore(self.env.observation_space, self.env.action_space, path=path,
+                                         max_unsynced=sync.max_unsynced, sync_seconds=sync.sync_seconds)
             self.wrapper = InterventionWrapper(self.env, expert=self.expert, criterion=self.criterion,
                                                store=self.store, on_nonfinite=r.on_nonfinite)
         except BaseException:

@@ -297,7 +297,7 @@ class AIMCriterion(Criterion):
 
     def update(self, store: RecordStore, novice: Any) -> dict[str, float]:
         """Refit Q on the store with the current novice; set eps and beta at the first fit."""
-        if self.q is None or self.optimizer is None:
+        if self.q is None or self.optimizer is None or self.action_space is None:
             raise RuntimeError("AIMCriterion.bind() must be called before update()")
         if novice is None:
             raise ValueError("novice must be the current novice (AIM recomputes its actions), got None")

@@ -135,7 +135,7 @@ class StackedView(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, *, frames: int) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, frames=frames)
         super().__init__(env)
-        image = env.observation_space["image"]
+        image = env.observation_space["image"]  # type: ignore[index]
         h, w, c = image.shape
         self.frames = int(frames)
         self._stack = np.zeros((self.frames, c, h, w), dtype=np.uint8)
@@ -231,7 +231,7 @@ def make_multiroom_env(*, split: str = "train", seed: int | None = None, frame_s
     rooms = _check_int("num_rooms", num_rooms, 1, 6, hint="e.g. num_rooms: 6")
     size = _check_int("max_room_size", max_room_size, 4, 10, hint="e.g. max_room_size: 6")
     _import_minigrid()
-    kwargs = {} if steps is None else {"max_steps": steps}
+    kwargs: dict[str, Any] = {} if steps is None else {"max_steps": steps}
     env = gym.make(multiroom_id(rooms, size), **kwargs)
     return _wrap(env, split=split, seed=seed, frame_stack=frames)
 
@@ -248,7 +248,7 @@ def make_fourrooms_env(*, split: str = "train", seed: int | None = None, frame_s
     """
     frames, steps = _check_common(split, seed, frame_stack, max_steps)
     _import_minigrid()
-    kwargs = {} if steps is None else {"max_steps": steps}
+    kwargs: dict[str, Any] = {} if steps is None else {"max_steps": steps}
     env = gym.make("MiniGrid-FourRooms-v0", **kwargs)
     return _wrap(env, split=split, seed=seed, frame_stack=frames)
 
@@ -267,6 +267,6 @@ def make_doorkey_env(*, split: str = "train", seed: int | None = None, size: int
     frames, steps = _check_common(split, seed, frame_stack, max_steps)
     side = _check_int("size", size, 5, 64, hint="e.g. size: 5")
     _import_minigrid()
-    kwargs = {} if steps is None else {"max_steps": steps}
+    kwargs: dict[str, Any] = {} if steps is None else {"max_steps": steps}
     env = gym.make(_doorkey_id(side), **kwargs)
     return _wrap(env, split=split, seed=seed, frame_stack=frames)

@@ -254,13 +254,13 @@ class MiniGridPlannerExpert(Expert):
 
     def plan_cost(self) -> float:
         """Steps the planner needs from the current state to the goal (inf when unreachable)."""
-        base = self.env.unwrapped  # type: ignore[union-attr]
+        base: Any = self.env.unwrapped  # type: ignore[union-attr]
         if base.agent_pos is None or base.agent_dir is None or base.agent_dir < 0:
             return _INF
         return self._current_plan(base).best(int(base.agent_pos[0]), int(base.agent_pos[1]), int(base.agent_dir))[1]
 
     def act(self, obs: Any) -> int:
-        base = self.env.unwrapped  # type: ignore[union-attr]
+        base: Any = self.env.unwrapped  # type: ignore[union-attr]
         pos, d = base.agent_pos, base.agent_dir
         if pos is None or d is None or d < 0:
             return LEFT  # not reset yet: any valid action

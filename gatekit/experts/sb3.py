@@ -162,6 +162,7 @@ def _same_obs_space(model_space: gym.Space, env_space: gym.Space) -> bool:
 
         return is_image_space(env_space) and VecTransposeImage.transpose_space(env_space).shape == model_space.shape
     if isinstance(env_space, gym.spaces.Dict):
+        assert isinstance(model_space, gym.spaces.Dict)  # same type, checked above
         return set(model_space.spaces) == set(env_space.spaces) and all(
             _same_obs_space(model_space[k], env_space[k]) for k in env_space.spaces)
     return model_space == env_space
@@ -171,6 +172,7 @@ def _same_action_space(model_space: gym.Space, env_space: gym.Space) -> bool:
     if type(model_space) is not type(env_space):
         return False
     if isinstance(env_space, gym.spaces.Box):
+        assert isinstance(model_space, gym.spaces.Box)  # same type, checked above
         # predict() clips or rescales actions to the model's bounds: they must be the env's.
         return (model_space.shape == env_space.shape and np.allclose(model_space.low, env_space.low)
                 and np.allclose(model_space.high, env_space.high))
@@ -299,7 +301,7 @@ class _SB3PolicyBase(Expert):
                 log_jacobian = float(np.sum(np.log(2.0 / (space.high.astype(np.float64) - space.low))))
             act_t = torch.as_tensor(a, dtype=torch.float32)
         else:
-            act_t = torch.as_tensor(np.asarray(action).reshape((1, *space.shape)), dtype=torch.long)
+            act_t = torch.as_tensor(np.asarray(action).reshape((1, *(space.shape or ()))), dtype=torch.long)
         with torch.no_grad():
             if isinstance(policy, SACPolicy):
                 mean, log_std, kwargs = policy.actor.get_action_dist_params(obs_t)

@@ -104,10 +104,10 @@ class BCTrainer:
             return float("nan")
         b = min(self.batch_size, n)
         self.actor.train()
-        last = []
+        last: list[torch.Tensor] = []
         for _ in range(iterations):
             pool = self.rng.integers(0, n, size=n) if self.bootstrap else None
-            last = []
+            last = []  # the loss of the last iteration only
             for _ in range(self.steps_per_iteration):
                 pick = self.rng.integers(0, n, size=b)
                 idx = torch.as_tensor(pool[pick] if pool is not None else pick)
@@ -163,8 +163,8 @@ class MLPBCLearner(Learner):
         super().__init__(observation_space=observation_space, action_space=action_space, seed=seed)
         for name, value in (("iterations", iterations), ("first_iterations", first_iterations)):
             check_positive(name, value, allow_zero=True)
-        for name, value in (("steps_per_iteration", steps_per_iteration), ("batch_size", batch_size), ("lr", lr)):
-            check_positive(name, value)
+        for name, positive in (("steps_per_iteration", steps_per_iteration), ("batch_size", batch_size), ("lr", lr)):
+            check_positive(name, positive)
         if labels not in ("intervened", "queried"):
             raise ValueError(f"labels must be 'intervened' or 'queried', got {labels!r}")
         self.hidden = check_hidden("hidden", hidden if hidden is not None else [256, 256])

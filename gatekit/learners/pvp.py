@@ -111,7 +111,7 @@ def _differs(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a != b).any(dim=1, keepdim=True).float()
 
 
-class PVPTD3(_PVPMixin, TD3):
+class PVPTD3(_PVPMixin, TD3):  # type: ignore[misc]  # replay_buffer narrowed to PVPReplayBuffer
     """SB3's TD3 with PVP's reward-free, proxy-value critic loss (see the module docstring)."""
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:
@@ -153,7 +153,7 @@ class PVPTD3(_PVPMixin, TD3):
             self.last_critic_loss = float(critic_loss)
 
 
-class PVPDQN(_PVPMixin, DQN):
+class PVPDQN(_PVPMixin, DQN):  # type: ignore[misc]  # replay_buffer narrowed to PVPReplayBuffer
     """SB3's DQN with PVP's reward-free, proxy-value loss (see the module docstring)."""
 
     def train(self, gradient_steps: int, batch_size: int = 100) -> None:

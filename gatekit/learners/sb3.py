@@ -192,7 +192,7 @@ class SB3OffPolicyLearner(Learner):
                                   "policy_kwargs": policy_kwargs_for(observation_space, net_arch,
                                                                      default_arch=[] if is_image(observation_space) else [256, 256])}
         if algo == "sac":  # SAC's "auto" target entropy reads it from an env, which there is none of
-            kwargs["target_entropy"] = -float(np.prod(action_space.shape))
+            kwargs["target_entropy"] = -float(np.prod(action_space.shape or ()))
         if algo == "dqn":
             kwargs.update(exploration_fraction=1.0, exploration_initial_eps=1.0,
                           exploration_final_eps=exploration_final_eps, target_update_interval=target_update_interval)

@@ -45,7 +45,7 @@ Example:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any, Literal, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -254,7 +254,7 @@ class InterventionWrapper(gym.Wrapper):
         self.last_record: Transition | None = None
 
     @property
-    def spec(self) -> Any:
+    def spec(self) -> Any:  # type: ignore[override]  # gymnasium declares a plain attribute
         # The gate holds live objects (expert, criterion, store) that no EnvSpec can recreate,
         # so it reports the inner env's spec rather than a spec `gym.make` would fail on.
         return self.env.spec
@@ -287,7 +287,7 @@ class InterventionWrapper(gym.Wrapper):
             raise GatekitError(f"the env returned a non-finite observation at step {self.gate.totals.steps} "
                                f"(episode {self.gate.episode}); fix the env or wrap it to sanitise observations")
 
-    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._needs_reset:
             raise GatekitError("step() called before reset() or after the episode ended; call reset() first")
         gate = self.gate
@@ -298,7 +298,7 @@ class InterventionWrapper(gym.Wrapper):
             verdict = self.criterion.decide(ctx)
         executed, ginfo = gate.resolve(ctx, verdict, ok)
         obs, reward, terminated, truncated, info = self.env.step(executed)
-        record = gate.record(ctx, ginfo, reward, obs, terminated, truncated)
+        record = gate.record(ctx, ginfo, float(reward), obs, terminated, truncated)
         if self.store is not None:
             self.store.append(record)
         self.last_record = record

@@ -67,7 +67,7 @@ class InterventionVecWrapper(VecEnvWrapper):
         self.info_key = info_key
         self.gates = [StepGate(expert=e, criterion=criterion, action_space=venv.action_space, on_nonfinite=on_nonfinite)
                       for e in experts]
-        self._obs: np.ndarray | None = None
+        self._obs: Any = None  # VecEnvObs: array, dict or tuple of arrays
         self._pending: list[tuple[GateContext, dict[str, Any]]] = []
 
     @property
@@ -87,7 +87,7 @@ class InterventionVecWrapper(VecEnvWrapper):
             self.criterion.reset(seed=int(states[-1]))
         return self.venv.seed(seed)
 
-    def reset(self) -> np.ndarray:
+    def reset(self) -> Any:
         obs = self.venv.reset()
         for g in self.gates:
             g.start_episode()
@@ -110,6 +110,7 @@ class InterventionVecWrapper(VecEnvWrapper):
         self.venv.step_async(np.stack([np.asarray(a) for a in executed]))
 
     def step_wait(self) -> Any:
+        obs: Any
         obs, rewards, dones, infos = self.venv.step_wait()
         infos = list(infos)
         for i, (g, (ctx, ginfo)) in enumerate(zip(self.gates, self._pending, strict=True)):
