@@ -6,9 +6,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 RECIPE ?= recipes/aim_metadrive.yaml
+COMPARISON ?= recipes/compare_metadrive.yaml
 ARGS   ?=
 
-.PHONY: setup run test test-slow lint bench clean
+.PHONY: setup run compare test test-slow lint clean
 
 # torch goes in first, pinned to the CPU build: a plain `torch` requirement would pull a
 # multi-GB CUDA build. The stamp file re-runs setup when pyproject.toml changes.
@@ -23,6 +24,10 @@ setup: $(VENV)/.installed
 
 run: setup
 	$(VENV)/bin/gatekit train $(RECIPE) $(ARGS)
+
+# every method x seed of a comparison, one process per core; re-running skips finished runs
+compare: setup
+	$(VENV)/bin/gatekit compare $(COMPARISON) $(ARGS)
 
 test: setup
 	$(PY) -m pytest -q
