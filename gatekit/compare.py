@@ -488,13 +488,19 @@ def make_table(comp: Comparison, rows: list[dict[str, Any]]) -> tuple[list[str],
     body = []
     expert_rows = [r for r in rows if r["status"] == "finished" and "expert_test_success" in r]
     if expert_rows:
-        line = ["expert (alone)", "–", "–", "–",
-                _pm([r["expert_test_success"] for r in expert_rows], lambda x: f"{x:.2f}"),
-                _pm([r.get("expert_test_return", math.nan) for r in expert_rows], lambda x: f"{x:.1f}"),
-                _pm([r.get("expert_test_route_completion", math.nan) for r in expert_rows], lambda x: f"{x:.2f}")]
+        keys = ("expert_test_success", "expert_test_return", "expert_test_route_completion")
+        fmts = (lambda x: f"{x:.2f}", lambda x: f"{x:.1f}", lambda x: f"{x:.2f}")
+        measured = {tuple(r.get(k, math.nan) for k in keys) for r in expert_rows}
+        if len(measured) == 1:  # one measurement, cached and shared by every run: no spread to show
+            cells = [f(v) if v == v else "-" for f, v in zip(fmts, next(iter(measured)), strict=True)]
+            count = "1 measurement"
+        else:
+            cells = [_pm([r.get(k, math.nan) for r in expert_rows], f) for k, f in zip(keys, fmts, strict=True)]
+            count = str(len(measured))
+        line = ["expert (alone)", "–", "–", "–", *cells]
         if comp.reference is not None:
             line.append("–")
-        line.append(str(len(expert_rows)))
+        line.append(count)
         body.append(line)
     for m in comp.methods:
         mine = [r for r in rows if r["method"] == m.name]

@@ -165,6 +165,15 @@ def test_table_layout_from_rows():
     assert a[4] == "0.60 ± 0.00" and a[6] == "-" and a[-2] == "1.0K" and a[-1] == "2/2"
     assert body[1][0] == "B" and body[1][-1] == "0/1"
 
+    # the expert's own reference: one cached measurement shared by every run -> shown once
+    for r in rows[:2]:
+        r.update(expert_test_success=0.64, expert_test_return=-741.3, expert_test_route_completion=0.81)
+    _, body = make_table(comp, rows)
+    assert body[0][:7] == ["expert (alone)", "–", "–", "–", "0.64", "-741.3", "0.81"] and body[0][-1] == "1 measurement"
+    rows[1]["expert_test_success"] = 0.70  # measured twice (e.g. runs on different maps): mean ± std
+    _, body = make_table(comp, rows)
+    assert body[0][4] == "0.67 ± 0.04" and body[0][-1] == "2"
+
 
 def test_load_comparison_rejects_a_training_recipe():
     with pytest.raises(ConfigError, match="training recipe"):
