@@ -163,6 +163,14 @@ def _as_override_list(mapping: dict[str, Any], where: str) -> list[str]:
     return out
 
 
+def check_only(comp: Comparison, only: tuple[str, ...]) -> None:
+    """Raise ConfigError naming the valid methods if an ``--only`` name is not one of them."""
+    names = [m.name for m in comp.methods]
+    for o in only:
+        if o not in names:
+            raise ConfigError(f"compare: --only '{o}' is not a method; valid: {', '.join(names)}")
+
+
 def plan(comp: Comparison, base: Path, out: Path, *, extra: tuple[str, ...] = (), seeds: list[int] | None = None,
          only: tuple[str, ...] = ()) -> list[PlannedRun]:
     """Resolve every (method, seed) into a checked recipe and its run folder (nothing runs).
@@ -170,10 +178,7 @@ def plan(comp: Comparison, base: Path, out: Path, *, extra: tuple[str, ...] = ()
     Raises:
         ConfigError: a method's recipe is missing or invalid (the message names the method).
     """
-    names = [m.name for m in comp.methods]
-    for o in only:
-        if o not in names:
-            raise ConfigError(f"compare: --only '{o}' is not a method; valid: {', '.join(names)}")
+    check_only(comp, only)
     shared = _as_override_list(comp.overrides, "overrides")
     runs = []
     chosen = [m for m in comp.methods if not only or m.name in only]
@@ -661,7 +666,9 @@ def run_comparison(path: str | Path, *, out: str | Path | None = None, workers: 
     n_workers = workers if workers is not None else (comp.workers or default_workers())
     if n_workers < 1:
         raise ConfigError(f"compare: --workers must be >= 1, got {n_workers}")
-    runs = plan(comp, base, out_dir, extra=tuple(overrides), seeds=seeds, only=only)
+    check_only(comp, only)
+    every = plan(comp, base, out_dir, extra=tuple(overrides), seeds=seeds)
+    runs = [r for r in every if not only or r.method in only]
     changed = [(r, c) for r in runs if (c := recipe_changes(r.run_dir, r.recipe))]
     if changed and not redo_changed:
         r, c = changed[0]
@@ -684,7 +691,17 @@ def run_comparison(path: str | Path, *, out: str | Path | None = None, workers: 
     total = sum(r.recipe.budget.total_steps for r in runs)
     done_steps = total - sum(r.recipe.budget.total_steps for r in pending)
     outcome = _execute(pending, min(n_workers, max(1, len(pending))), progress, total, done_steps)
-    rows = result_rows(runs)
+    # The table covers every method with runs in this folder, not only the ones run now (--only);
+    # a method left out keeps its finished runs, unless they were made from another recipe.
+    chosen = {str(r.run_dir) for r in runs}
+    others = [r for r in every if str(r.run_dir) not in chosen and r.run_dir.exists()]
+    rows = result_rows([*runs, *others])
+    stale = {str(r.run_dir) for r in others if recipe_changes(r.run_dir, r.recipe)}
+    for row in rows:
+        if row["run_dir"] in stale:
+            row["status"], row["error"] = "changed", "made from a different recipe (not counted; rerun it)"
+    order = {(r.method, r.seed): i for i, r in enumerate(every)}
+    rows.sort(key=lambda row: order[(row["method"], row["seed"])])
     for row in rows:  # a run that failed before writing results.json still gets its error in the CSV
         res = outcome.get(row["run_dir"])
         if res is not None and row["status"] == "missing":
@@ -693,6 +710,7 @@ def run_comparison(path: str | Path, *, out: str | Path | None = None, workers: 
     header, body = make_table(comp, rows)
     write_table_md(comp, header, body, out_dir / "table.md")
     files = [out_dir / "results.csv", out_dir / "table.md", *write_plots(comp, rows, out_dir)]
-    failed = [f"{r['method']} seed {r['seed']}: {r['status']} {r['error']}".strip() for r in rows if r["status"] != "finished"]
+    failed = [f"{r['method']} seed {r['seed']}: {r['status']} {r['error']}".strip() for r in rows
+              if r["status"] != "finished" and r["run_dir"] in chosen]
     return ComparisonResult(out=out_dir, ran=len(pending), skipped=len(runs) - len(pending), failed=failed,
                             header=header, table=body, files=files)

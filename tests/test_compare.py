@@ -71,6 +71,20 @@ def test_compare_toy_writes_outputs_and_skips_finished_runs(tmp_path):
     kept = out / "runs" / "hg-dagger" / "seed0.changed-1"
     assert (kept / "records.gkr").read_bytes() == old_records
     assert yaml.safe_load((out / "runs" / "hg-dagger" / "seed0" / "recipe.yaml").read_text())["eval"]["final_episodes"] == 2
+    # the table still lists the method left out by --only; its run made from the old recipe is not counted
+    rows = {(r["method"], r["seed"]): r for r in csv.DictReader((out / "results.csv").open())}
+    assert set(rows) == {("HG-DAgger", "0"), ("PVP", "0")}
+    assert rows[("HG-DAgger", "0")]["status"] == "finished" and rows[("PVP", "0")]["status"] == "changed"
+    assert "| PVP |" in (out / "table.md").read_text()
+
+    # --only with the recipes as they were: the other method's finished runs count in the table
+    sets_only = [*sets, "--only", "PVP"]
+    only = runner.invoke(main, ["compare", str(TOY), "--out", str(out), "--no-progress", *sets_only])
+    assert only.exit_code == 0, only.output
+    assert "ran 0 runs, skipped 2 finished" in only.output
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert sorted((r["method"], r["seed"], r["status"]) for r in rows) == [
+        ("HG-DAgger", "0", "changed"), ("HG-DAgger", "1", "finished"), ("PVP", "0", "finished"), ("PVP", "1", "finished")]
 
 
 def _write(tmp_path, data, name="c.yaml"):

@@ -150,7 +150,7 @@ class PVPTD3(_PVPMixin, TD3):  # type: ignore[misc]  # replay_buffer narrowed to
                 polyak_update(self.actor.parameters(), self.actor_target.parameters(), self.tau)
                 polyak_update(self.critic_batch_norm_stats, self.critic_batch_norm_stats_target, 1.0)
                 polyak_update(self.actor_batch_norm_stats, self.actor_batch_norm_stats_target, 1.0)
-            self.last_critic_loss = float(critic_loss.detach())
+            self.last_critic_loss = float(critic_loss.detach())  # type: ignore[union-attr]
 
 
 class PVPDQN(_PVPMixin, DQN):  # type: ignore[misc]  # replay_buffer narrowed to PVPReplayBuffer
