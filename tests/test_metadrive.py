@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -138,7 +139,7 @@ def test_render_without_assets_and_unknown_config_key_fail_cleanly():
 @needs_metadrive
 def test_offline_reset_and_step_attempt_no_network():
     result, output = run_child("""
-        import json, socket, urllib.request
+        import json, logging, socket, urllib.request
         attempts = []
         def refuse(name):
             def blocked(*args, **kwargs):
@@ -170,6 +171,8 @@ def test_offline_reset_and_step_attempt_no_network():
             "metadata": {k: env.metadata[k] for k in ("gatekit_metrics", "gatekit_single_instance")},
             "types": {k: type(last[k]).__name__ for k in ("is_success", "route_completion", "crash", "out_of_road")},
             "route": last["route_completion"],
+            # MetaDrive must leave the root logger at WARNING: at INFO every library's chatter prints
+            "root_level": logging.getLogger().level,
         }
         env.close()
         print("RESULT " + json.dumps(out))
@@ -183,6 +186,7 @@ def test_offline_reset_and_step_attempt_no_network():
     assert result["types"] == {"is_success": "bool", "route_completion": "float", "crash": "bool", "out_of_road": "bool"}
     assert 0.0 < result["route"] < 1.0
     assert "[INFO]" not in output  # MetaDrive's INFO chatter is off
+    assert result["root_level"] == logging.WARNING
 
 
 @needs_metadrive

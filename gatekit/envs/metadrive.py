@@ -75,6 +75,31 @@ def _one_engine_error() -> GatekitError:
     )
 
 
+def import_metadrive() -> None:
+    """Import MetaDrive without letting it reconfigure the caller's logging.
+
+    Importing ``metadrive`` runs ``logging.basicConfig(level=INFO)`` in a few of its modules,
+    which sets the *root* logger to INFO with a stderr handler: every library's INFO lines
+    (imitation's DAgger rounds, ...) then print through the progress bar. The root logger's
+    level and handlers are restored once the package is imported (module code runs once).
+    MetaDrive's map generator also calls ``logging.debug`` on the root logger, which gives an
+    unconfigured root a WARNING-level stderr handler (Python's default): that one is harmless.
+    """
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        import metadrive  # noqa: F401
+
+        # imported lazily by MetaDrive at the first reset, and each calls basicConfig(level=INFO)
+        import metadrive.component.static_object.traffic_object  # noqa: F401
+        import metadrive.policy.replay_policy  # noqa: F401
+    finally:
+        for h in list(root.handlers):
+            if h not in handlers:
+                root.removeHandler(h)
+        root.setLevel(level)
+
+
 def _quiet_logger() -> None:
     """Drop MetaDrive's INFO chatter (one line per reset and per episode end); keep warnings."""
     from metadrive.engine.logger import get_logger
@@ -289,6 +314,7 @@ def make_metadrive_env(
     if _live_env() is not None:
         raise _one_engine_error()
     try:
+        import_metadrive()
         from metadrive.engine.engine_utils import engine_initialized
         from metadrive.envs.safe_metadrive_env import SafeMetaDriveEnv
     except ImportError as exc:

@@ -194,6 +194,9 @@ class MetaDrivePPOExpert(Expert):
         return next(iter(agents.values()))
 
     def _make_observer(self) -> Any:
+        from gatekit.envs.metadrive import import_metadrive
+
+        import_metadrive()
         from metadrive.obs.state_obs import LidarStateObservation
 
         config = self._sim().config.copy(unchangeable=False)
