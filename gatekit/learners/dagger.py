@@ -24,6 +24,7 @@ that the update at the end of the warm-up trains and the gate's rounds stay in s
 from __future__ import annotations
 
 import tempfile
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -173,8 +174,11 @@ class ImitationDAggerLearner(Learner):
             return {"dagger/labels": float(n)}  # not one batch yet: retry at the next label
         self.schedule.mark(n)
         self.trainer.feed(to_transitions(store, mask, actions="expert"))
-        rounds = self.trainer.extend_and_update({**self.train_kwargs, "log_rollouts_venv": None,
-                                                  "log_interval": 10**9, "progress_bar": False})
+        with warnings.catch_warnings():
+            # imitation 1.0.1 logs a grad-carrying tensor with float(); harmless, and not ours to fix
+            warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
+            rounds = self.trainer.extend_and_update({**self.train_kwargs, "log_rollouts_venv": None,
+                                                      "log_interval": 10**9, "progress_bar": False})
         self.updates += 1
         return {"dagger/labels": float(n), "dagger/round": float(rounds)}
 
