@@ -526,11 +526,17 @@ def make_table(comp: Comparison, rows: list[dict[str, Any]]) -> tuple[list[str],
             _pm([r.get("test_route_completion", math.nan) for r in done], lambda x: f"{x:.2f}"),
         ]
         if comp.reference is not None:
-            reach = steps_to_reach([r["_evaluations"] for r in done], ref_success) if ref_success == ref_success else math.nan
-            line.append("not reached" if reach != reach else _k(reach))
+            if not ref_success > 0:  # unknown, or a reference that never succeeds: nothing to reach
+                line.append("–")
+            else:
+                reach = steps_to_reach([r["_evaluations"] for r in done], ref_success)
+                line.append("not reached" if reach != reach else _k(reach))
         line.append(f"{len(done)}/{len(mine)}")
         body.append(line)
-    return header, body
+    # a metric no run reports (route completion outside MetaDrive) is left out, not shown empty
+    keep = [i for i, col in enumerate(header)
+            if col not in ("return", "route completion") or any(row[i] not in ("-", "–") for row in body)]
+    return [header[i] for i in keep], [[row[i] for i in keep] for row in body]
 
 
 def write_table_md(comp: Comparison, header: list[str], body: list[list[str]], path: Path) -> None:

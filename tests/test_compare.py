@@ -44,7 +44,7 @@ def test_compare_toy_writes_outputs_and_skips_finished_runs(tmp_path):
     assert all(r["status"] == "finished" and int(r["total_steps"]) == 120 for r in rows)
     assert all(0.0 <= float(r["test_success"]) <= 1.0 for r in rows)
     table = (out / "table.md").read_text()
-    assert "| method | expert steps (take-over rate) | total steps | switches | test success | return | route completion" in table
+    assert "| method | expert steps (take-over rate) | total steps | switches | test success | return | expert steps to reach" in table
     assert "| HG-DAgger |" in table and "| PVP |" in table and "2/2" in table
     res = json.loads((out / "runs" / "pvp" / "seed1" / "results.json").read_text())
     assert res["seed"] == 1 and res["learner"] == "pvp" and res["total_steps"] == 120
@@ -176,17 +176,24 @@ def test_table_layout_from_rows():
     assert header[-2].startswith("expert steps to reach A's success (0.60)")
     a = body[0]
     assert a[0] == "A" and a[1] == "1.1K ± 0.1K (0.55 ± 0.07)" and a[2] == "2.0K ± 0.0K"
-    assert a[4] == "0.60 ± 0.00" and a[6] == "-" and a[-2] == "1.0K" and a[-1] == "2/2"
+    assert "route completion" not in header  # no run reports it
+    assert a[4] == "0.60 ± 0.00" and a[5] == "100.0 ± 0.0" and a[-2] == "1.0K" and a[-1] == "2/2"
     assert body[1][0] == "B" and body[1][-1] == "0/1"
 
     # the expert's own reference: one cached measurement shared by every run -> shown once
     for r in rows[:2]:
         r.update(expert_test_success=0.64, expert_test_return=-741.3, expert_test_route_completion=0.81)
-    _, body = make_table(comp, rows)
+    header, body = make_table(comp, rows)
+    assert header[6] == "route completion"  # the expert reports it now
     assert body[0][:7] == ["expert (alone)", "–", "–", "–", "0.64", "-741.3", "0.81"] and body[0][-1] == "1 measurement"
     rows[1]["expert_test_success"] = 0.70  # measured twice (e.g. runs on different maps): mean ± std
     _, body = make_table(comp, rows)
     assert body[0][4] == "0.67 ± 0.04" and body[0][-1] == "2"
+
+    for r in rows[:2]:  # a reference method that never succeeds: nothing to reach
+        r["test_success"] = 0.0
+    _, body = make_table(comp, rows)
+    assert body[1][0] == "A" and body[1][-2] == "–"
 
 
 def test_load_comparison_rejects_a_training_recipe():
