@@ -16,3 +16,15 @@ def test_readme_wrap_your_own_env_example_runs(tmp_path, capsys):
     runpy.run_path(str(script))
     out = capsys.readouterr().out.split()
     assert out[0] in ("True", "False")
+
+
+def test_relative_links_in_docs_point_to_files():
+    """Every relative link and image in README.md and docs/*.md names a file of the repository."""
+    broken = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text()):
+            if re.match(r"[a-z]+://", target) or target.startswith("#"):
+                continue
+            if not (doc.parent / target.split("#")[0]).exists():
+                broken.append(f"{doc.relative_to(ROOT)} -> {target}")
+    assert not broken, broken
