@@ -488,7 +488,8 @@ def make_table(comp: Comparison, rows: list[dict[str, Any]]) -> tuple[list[str],
         ref_rows = [r for r in rows if r["method"] == comp.reference and r["status"] == "finished"]
         if ref_rows:
             ref_success = float(np.nanmean([r.get("test_success", math.nan) for r in ref_rows]))
-        header.append(f"expert steps to reach {comp.reference}'s success ({ref_success:.2f})")
+        shown = f"{ref_success:.2f}" if ref_success == ref_success else "no finished run"
+        header.append(f"expert steps to reach {comp.reference}'s success ({shown})")
     header.append("seeds")
     body = []
     expert_rows = [r for r in rows if r["status"] == "finished" and "expert_test_success" in r]

@@ -190,6 +190,9 @@ def test_table_layout_from_rows():
     _, body = make_table(comp, rows)
     assert body[0][4] == "0.67 ± 0.04" and body[0][-1] == "2"
 
+    header, _ = make_table(comp, [r for r in rows if r["method"] != "A"])  # the reference has not run
+    assert header[-2] == "expert steps to reach A's success (no finished run)"
+
     for r in rows[:2]:  # a reference method that never succeeds: nothing to reach
         r["test_success"] = 0.0
     _, body = make_table(comp, rows)
