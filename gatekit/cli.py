@@ -20,7 +20,9 @@ from rich.table import Table
 
 from gatekit.errors import GatekitError
 
-stdout = Console()
+# Redirected to a file or a pipe, rich would squeeze result tables into 80 columns; the width of
+# a wide terminal keeps them readable in logs. A real terminal keeps its own width.
+stdout = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 
