@@ -577,11 +577,9 @@ def _takeover_series(run_dir: Path, edges: np.ndarray) -> np.ndarray:
 
 def write_plots(comp: Comparison, rows: list[dict[str, Any]], out: Path) -> list[Path]:
     """``success_vs_expert_steps.png`` and ``takeover_rate.png``, one line per method."""
-    import matplotlib
+    from gatekit.plots import pyplot, save_rate_plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     written = []
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for m in comp.methods:
@@ -590,17 +588,9 @@ def write_plots(comp: Comparison, rows: list[dict[str, Any]], out: Path) -> list
         if grid.size:
             line, = ax.plot(grid, mean, "o-", ms=3, label=f"{m.name} (n={len(done)})")
             ax.fill_between(grid, mean - std, mean + std, color=line.get_color(), alpha=0.15)
-    ax.set_xlabel("expert-involved steps")
-    ax.set_ylabel("held-out test success")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"{comp.name}: held-out success (mean ± std over seeds)", fontsize=10)
-    if ax.lines:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "success_vs_expert_steps.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
+    written.append(save_rate_plot(fig, ax, out / "success_vs_expert_steps.png", xlabel="expert-involved steps",
+                                  ylabel="held-out test success",
+                                  title=f"{comp.name}: held-out success (mean ± std over seeds)"))
 
     totals = [float(r["total_steps"]) for r in rows if r["status"] == "finished" and r["total_steps"] == r["total_steps"]]
     fig, ax = plt.subplots(figsize=(6.5, 4))
@@ -615,17 +605,9 @@ def write_plots(comp: Comparison, rows: list[dict[str, Any]], out: Path) -> list
             mean = _nanmean(series)
             valid = ~np.isnan(mean)
             ax.plot(centres[valid], mean[valid], "-", label=m.name)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel("take-over rate (expert steps / steps)")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"{comp.name}: take-over rate during training (mean over seeds)", fontsize=10)
-    if ax.lines:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "takeover_rate.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    written.append(path)
+    written.append(save_rate_plot(fig, ax, out / "takeover_rate.png", xlabel="env steps",
+                                  ylabel="take-over rate (expert steps / steps)",
+                                  title=f"{comp.name}: take-over rate during training (mean over seeds)"))
     return written
 
 

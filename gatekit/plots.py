@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 
-def _plt():
+def pyplot() -> Any:
+    """matplotlib.pyplot on the headless Agg backend (imported on first use: plots are optional)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,9 +18,24 @@ def _plt():
     return plt
 
 
+def save_rate_plot(fig: Any, ax: Any, path: Path, *, xlabel: str, ylabel: str, title: str,
+                   legend: bool = True) -> Path:
+    """Label a plot of a rate or a success fraction (y in [0, 1]), write it as PNG, close it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title, fontsize=10)
+    if legend and ax.lines:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    pyplot().close(fig)
+    return path
+
+
 def plot_run(run_dir: Path) -> list[Path]:
     """Write ``takeover_rate.png`` and ``success_vs_expert_steps.png`` into ``run_dir``."""
-    plt = _plt()
+    plt = pyplot()
     written = []
     prog = run_dir / "progress.csv"
     if prog.is_file():
@@ -31,29 +48,15 @@ def plot_run(run_dir: Path) -> list[Path]:
             fig, ax = plt.subplots(figsize=(6, 3.5))
             ax.plot(steps, rate, ".", alpha=0.35, label="per episode")
             ax.plot(steps, smooth, "-", label=f"moving mean ({k} episodes)")
-            ax.set_xlabel("env steps")
-            ax.set_ylabel("take-over rate")
-            ax.set_ylim(-0.02, 1.02)
-            ax.set_title("Take-over rate during training")
-            ax.legend()
-            fig.tight_layout()
-            out = run_dir / "takeover_rate.png"
-            fig.savefig(out, dpi=110)
-            plt.close(fig)
-            written.append(out)
+            written.append(save_rate_plot(fig, ax, run_dir / "takeover_rate.png", xlabel="env steps",
+                                          ylabel="take-over rate", title="Take-over rate during training"))
     res = run_dir / "results.json"
     if res.is_file():
         evals = json.loads(res.read_text()).get("evaluations", [])
         if evals:
             fig, ax = plt.subplots(figsize=(6, 3.5))
             ax.plot([e["expert_steps"] for e in evals], [e.get("test_success", float("nan")) for e in evals], "o-")
-            ax.set_xlabel("expert-involved steps")
-            ax.set_ylabel("test success")
-            ax.set_ylim(-0.02, 1.02)
-            ax.set_title("Held-out success vs expert-involved steps")
-            fig.tight_layout()
-            out = run_dir / "success_vs_expert_steps.png"
-            fig.savefig(out, dpi=110)
-            plt.close(fig)
-            written.append(out)
+            written.append(save_rate_plot(fig, ax, run_dir / "success_vs_expert_steps.png",
+                                          xlabel="expert-involved steps", ylabel="test success",
+                                          title="Held-out success vs expert-involved steps", legend=False))
     return written
