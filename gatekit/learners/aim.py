@@ -27,12 +27,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from gatekit.learners.base import EveryKLabels, Learner
+from gatekit.learners.base import EveryKLabels, Learner, check_positive
 from gatekit.learners.mlp import (
     MLPBCLearner,
     as_obs_tensor,
     check_hidden,
-    check_positive,
     count_labels,
     seeded_init,
 )

@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
+import numpy as np
 
 from gatekit.types import Transition
 
@@ -23,6 +24,19 @@ if TYPE_CHECKING:
     from gatekit.data import RecordStore
     from gatekit.policies import Policy
 
+
+
+def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    """Raise a one-line ValueError naming ``name`` unless ``value`` is > 0 (or >= 0)."""
+    ok = value >= 0 if allow_zero else value > 0
+    if not (ok and np.isfinite(value)):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def check_range(name: str, value: float, low: float, high: float) -> None:
+    """Raise a one-line ValueError naming ``name`` unless ``low <= value <= high``."""
+    if not (low <= value <= high):
+        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value}")
 
 class Learner(ABC):
     """Base class of learner adapters. Constructors are keyword-only and take

@@ -27,19 +27,12 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from gatekit.learners.base import EveryKLabels, Learner
+from gatekit.learners.base import EveryKLabels, Learner, check_positive
 from gatekit.nets import Actor, bc_loss, rng_state, set_rng_state
 from gatekit.policies import Policy, TorchModulePolicy, cast_action
 
 if TYPE_CHECKING:
     from gatekit.data import RecordStore
-
-
-def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
-    """Raise a one-line ValueError naming ``name`` unless ``value`` is > 0 (or >= 0)."""
-    ok = value >= 0 if allow_zero else value > 0
-    if not (ok and np.isfinite(value)):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
 
 
 def check_hidden(name: str, hidden: list[int]) -> list[int]:

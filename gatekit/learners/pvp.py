@@ -33,11 +33,10 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional as F
 
-from gatekit.learners.base import Learner
+from gatekit.learners.base import Learner, check_positive, check_range
 from gatekit.learners.sb3 import (
     buffer_action,
     build_offpolicy,
-    check_range,
     clone_policy,
     policy_kwargs_for,
 )
@@ -222,13 +221,11 @@ class PVPLearner(Learner):
         super().__init__(observation_space=observation_space, action_space=action_space, seed=seed)
         for name, v in (("batch_size", batch_size), ("buffer_size", buffer_size), ("train_freq", train_freq),
                         ("gradient_steps", gradient_steps), ("policy_delay", policy_delay),
-                        ("target_update_interval", target_update_interval), ("cnn_features", cnn_features)):
-            if v < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
-        if learning_starts < 0 or first_update_steps < 0:
-            raise ValueError(f"learning_starts and first_update_steps must be >= 0, got {learning_starts}, {first_update_steps}")
-        if lr <= 0 or q_value_bound <= 0:
-            raise ValueError(f"lr and q_value_bound must be > 0, got {lr}, {q_value_bound}")
+                        ("target_update_interval", target_update_interval), ("cnn_features", cnn_features),
+                        ("lr", lr), ("q_value_bound", q_value_bound)):
+            check_positive(name, v)
+        check_positive("learning_starts", learning_starts, allow_zero=True)
+        check_positive("first_update_steps", first_update_steps, allow_zero=True)
         check_range("gamma", gamma, 0.0, 1.0)
         check_range("tau", tau, 0.0, 1.0)
         if isinstance(action_space, gym.spaces.Discrete):

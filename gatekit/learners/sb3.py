@@ -30,7 +30,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from gatekit.learners.base import Learner
+from gatekit.learners.base import Learner, check_positive, check_range
 from gatekit.nets import MiniGridCNN, is_image, rng_state, set_rng_state
 from gatekit.policies import Policy, SB3Policy, cast_action
 from gatekit.types import Transition
@@ -109,12 +109,6 @@ def clone_policy(policy: Any) -> Any:
     return clone
 
 
-def check_range(name: str, value: float, low: float, high: float) -> None:
-    """Raise a one-line ValueError naming ``name`` unless ``low <= value <= high``."""
-    if not (low <= value <= high):
-        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value}")
-
-
 def _algorithms() -> dict[str, type]:
     from stable_baselines3 import DDPG, DQN, SAC, TD3
 
@@ -171,13 +165,9 @@ class SB3OffPolicyLearner(Learner):
                              f"sac/td3/ddpg for Box")
         for name, v in (("batch_size", batch_size), ("buffer_size", buffer_size), ("train_freq", train_freq),
                         ("gradient_steps", gradient_steps), ("exploration_steps", exploration_steps),
-                        ("target_update_interval", target_update_interval)):
-            if v < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
-        if learning_starts < 0:
-            raise ValueError(f"learning_starts must be >= 0, got {learning_starts}")
-        if lr <= 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
+                        ("target_update_interval", target_update_interval), ("lr", lr)):
+            check_positive(name, v)
+        check_positive("learning_starts", learning_starts, allow_zero=True)
         check_range("gamma", gamma, 0.0, 1.0)
         check_range("tau", tau, 0.0, 1.0)
         check_range("action_noise", action_noise, 0.0, 10.0)
@@ -313,11 +303,8 @@ class SB3PPOLearner(Learner):
         super().__init__(observation_space=observation_space, action_space=action_space, seed=seed)
         from stable_baselines3 import PPO
 
-        for name, v in (("n_steps", n_steps), ("batch_size", batch_size), ("n_epochs", n_epochs)):
-            if v < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
-        if lr <= 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
+        for name, v in (("n_steps", n_steps), ("batch_size", batch_size), ("n_epochs", n_epochs), ("lr", lr)):
+            check_positive(name, v)
         check_range("gamma", gamma, 0.0, 1.0)
         check_range("gae_lambda", gae_lambda, 0.0, 1.0)
         check_range("clip_range", clip_range, 0.0, 10.0)
