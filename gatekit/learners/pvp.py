@@ -38,6 +38,8 @@ from gatekit.learners.sb3 import (
     buffer_action,
     build_offpolicy,
     clone_policy,
+    load_model_state,
+    model_state,
     policy_kwargs_for,
 )
 from gatekit.nets import is_image
@@ -299,18 +301,12 @@ class PVPLearner(Learner):
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        state = {**super().state_dict(), "params": self.model.get_parameters(), "steps": self.steps,
-                 "n_updates": int(self.model._n_updates), "rng": dict(self.model.pvp_rng.bit_generator.state)}
-        if isinstance(self.model, DQN):
-            state["n_calls"] = int(self.model._n_calls)
-        return state
+        return {**super().state_dict(), **model_state(self.model), "steps": self.steps,
+                "rng": dict(self.model.pvp_rng.bit_generator.state)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.model.set_parameters(state["params"], exact_match=True, device="cpu")
+        load_model_state(self.model, state)
         self.steps = int(state["steps"])
-        self.model._n_updates = int(state.get("n_updates", 0))
         self.model.pvp_rng.bit_generator.state = state["rng"]
-        if isinstance(self.model, DQN):
-            self.model._n_calls = int(state.get("n_calls", 0))
         self._refill = True

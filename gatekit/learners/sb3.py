@@ -109,6 +109,28 @@ def clone_policy(policy: Any) -> Any:
     return clone
 
 
+def model_state(model: Any) -> dict[str, Any]:
+    """What a checkpoint needs of an SB3 off-policy model beyond its buffers: the parameters
+    (networks and optimisers) and the update counters that drive target updates (DQN also
+    counts calls for its target-network schedule)."""
+    from stable_baselines3 import DQN
+
+    state: dict[str, Any] = {"params": model.get_parameters(), "n_updates": int(model._n_updates)}
+    if isinstance(model, DQN):
+        state["n_calls"] = int(model._n_calls)
+    return state
+
+
+def load_model_state(model: Any, state: dict[str, Any]) -> None:
+    """Restore what :func:`model_state` saved into a model of the same shape."""
+    from stable_baselines3 import DQN
+
+    model.set_parameters(state["params"], exact_match=True, device="cpu")
+    model._n_updates = int(state.get("n_updates", 0))
+    if isinstance(model, DQN):
+        model._n_calls = int(state.get("n_calls", 0))
+
+
 def _algorithms() -> dict[str, type]:
     from stable_baselines3 import DDPG, DQN, SAC, TD3
 
@@ -238,26 +260,20 @@ class SB3OffPolicyLearner(Learner):
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        state = {**super().state_dict(), "params": self.model.get_parameters(), "steps": self.steps,
-                 "n_updates": int(self.model._n_updates), "rng": rng_state(self.rng)}
+        state = {**super().state_dict(), **model_state(self.model), "steps": self.steps, "rng": rng_state(self.rng)}
         log_ent = getattr(self.model, "log_ent_coef", None)
         if isinstance(log_ent, torch.Tensor):
             state["log_ent_coef"] = log_ent.detach().clone()
-        if self.algo == "dqn":
-            state["n_calls"] = int(self.model._n_calls)
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.model.set_parameters(state["params"], exact_match=True, device="cpu")
+        load_model_state(self.model, state)
         self.steps = int(state["steps"])
-        self.model._n_updates = int(state.get("n_updates", 0))
         set_rng_state(self.rng, state["rng"])
         if "log_ent_coef" in state:
             with torch.no_grad():
                 self.model.log_ent_coef.copy_(state["log_ent_coef"])
-        if self.algo == "dqn":
-            self.model._n_calls = int(state.get("n_calls", 0))
         self._refill = True
 
 
