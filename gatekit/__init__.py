@@ -10,13 +10,13 @@ from gatekit.errors import ConfigError, ExpertError, GatekitError, RunDirError, 
 from gatekit.experts import EXPERTS, Expert
 from gatekit.learners import LEARNERS, Learner
 from gatekit.policies import Policy, as_policy
-from gatekit.types import GateContext, Transition, Verdict
+from gatekit.types import Decision, GateContext, Transition, Verdict
 from gatekit.wrappers import InterventionWrapper
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CRITERIA", "ENVS", "EXPERTS", "LEARNERS", "ConfigError", "Criterion", "Expert", "ExpertError",
+    "CRITERIA", "ENVS", "EXPERTS", "LEARNERS", "ConfigError", "Criterion", "Decision", "Expert", "ExpertError",
     "GateContext", "GatekitError", "InterventionWrapper", "Learner", "Policy", "Recipe", "RunDirError",
     "SpaceMismatchError", "Transition", "Verdict", "as_policy", "load_recipe",
 ]

@@ -7,6 +7,9 @@
 * :class:`QNet` — a value of (observation, action): concat(features, action) -> scalar for Box
   actions, one output per action for Discrete ones.
 * :func:`bc_step` — one behaviour-cloning gradient step (MSE for Box, cross-entropy for Discrete).
+* :func:`soft_update` — Polyak averaging of a target network.
+* :func:`as_obs_tensor`, :func:`as_action_tensor`, :func:`seeded_init` — the small conversions
+  every network user needs, in one place.
 """
 
 from __future__ import annotations
@@ -164,3 +167,37 @@ def rng_state(rng: np.random.Generator) -> dict[str, Any]:
 
 def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
     rng.bit_generator.state = state
+
+
+def soft_update(source: nn.Module, target: nn.Module, tau: float) -> None:
+    """Move ``target``'s parameters a fraction ``tau`` towards ``source``'s:
+    ``target <- (1 - tau) * target + tau * source`` (Polyak averaging; ``tau = 1`` copies)."""
+    with torch.no_grad():
+        for p, tp in zip(source.parameters(), target.parameters(), strict=True):
+            tp.lerp_(p, tau)
+
+
+def as_obs_tensor(obs: Any) -> torch.Tensor:
+    """A batch of observations as a tensor; uint8 images stay uint8 (the encoder scales them)."""
+    arr = np.asarray(obs)
+    if arr.dtype != np.uint8:
+        arr = arr.astype(np.float32, copy=False)
+    if not arr.flags.writeable:  # the store's columns are read-only views; torch wants to own
+        arr = arr.copy()
+    return torch.as_tensor(arr)
+
+
+def as_action_tensor(actions: Any, space: gym.Space) -> torch.Tensor:
+    """A batch of actions as a tensor: int64 indices (Discrete) or float32 rows (Box)."""
+    if isinstance(space, gym.spaces.Discrete):
+        return torch.as_tensor(np.asarray(actions).reshape(-1).astype(np.int64))
+    arr = np.asarray(actions, dtype=np.float32)
+    return torch.as_tensor(arr.reshape(len(arr), -1))
+
+
+def seeded_init(seed: int, build: Any) -> Any:
+    """Call ``build()`` with torch's global RNG seeded by ``seed``, leaving the global RNG as it
+    was: a network's initial weights then depend on its seed alone, not on construction order."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()

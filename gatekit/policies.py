@@ -35,6 +35,40 @@ class Policy(Protocol):
     def __call__(self, obs: Any) -> Any: ...
 
 
+@runtime_checkable
+class NovicePredictor(Protocol):
+    """The novice as a learned gate sees it: deterministic actions for a batch of observations.
+
+    Every gatekit learner provides ``predict_batch`` (no exploration noise, no RNG drawn), so
+    a gate that re-scores the novice's actions at its update sees what the novice would do,
+    whatever learner trains it.
+    """
+
+    def predict_batch(self, obs: Any) -> np.ndarray: ...
+
+
+def novice_actions(novice: Any, obs: np.ndarray) -> np.ndarray:
+    """The novice's deterministic actions for a batch of observations.
+
+    ``novice.predict_batch`` when it has one (one batched call), else ``novice(o)`` for each
+    observation (a plain :class:`Policy`).
+
+    Example:
+        >>> import numpy as np
+        >>> novice_actions(lambda o: 2 * o, np.ones((3, 1))).tolist()
+        [[2.0], [2.0], [2.0]]
+    """
+    obs = np.asarray(obs)
+    batch = getattr(novice, "predict_batch", None)
+    if not callable(batch) and not callable(novice):
+        raise TypeError(f"novice must have predict_batch(obs) or be a policy obs -> action, got {type(novice).__name__}")
+    if len(obs) == 0:
+        return np.zeros((0,))
+    if callable(batch):
+        return np.asarray(batch(obs))
+    return np.stack([np.asarray(novice(o)) for o in obs])
+
+
 class CallablePolicy:
     """A :class:`Policy` around a function ``obs -> action``; casts the action to the space."""
 

@@ -408,9 +408,16 @@ class _Run:
         cap = self.recipe.budget.expert_steps
         return cap is not None and self.wrapper.totals.expert_steps >= cap
 
-    def _update(self) -> None:
-        metrics = dict(self.learner.update(self.store))
-        metrics.update({f"criterion/{k}": v for k, v in self.criterion.update(self.store, self.learner).items()})
+    def _update(self, *, learner: bool, criterion: bool) -> None:
+        """Train the learner and/or the criterion; the learner first, so that a learned gate
+        re-scores the novice it has just become."""
+        if not (learner or criterion):
+            return
+        metrics: dict[str, float] = {}
+        if learner:
+            metrics.update(self.learner.update(self.store))
+        if criterion:
+            metrics.update({f"criterion/{k}": v for k, v in self.criterion.update(self.store, self.learner).items()})
         self.state.update_metrics = metrics
         self.logs.scalars(metrics, self.wrapper.totals.steps)
 
@@ -422,7 +429,7 @@ class _Run:
         if self.state.next_checkpoint == 0:
             self.state.next_checkpoint = r.data.checkpoint_every
         if warmup and totals.steps >= warmup and self.learner.updates == 0:
-            self._update()  # resumed after warm-up but before the first training
+            self._update(learner=True, criterion=True)  # resumed after warm-up but before the first training
         ep_return = 0.0
         obs, _ = w.reset(seed=episode_seed(r.seed, w.gate.episode + 1))
         while totals.steps < budget and not self._expert_budget_spent() and stop.signal is None:
@@ -433,8 +440,11 @@ class _Run:
             record = w.last_record
             assert record is not None
             self.learner.observe(record, self.store)
-            if warmup and totals.steps == warmup or totals.steps > warmup and self.learner.wants_update(self.store):
-                self._update()
+            if warmup and totals.steps == warmup:
+                self._update(learner=True, criterion=True)  # the end of the expert's warm-up
+            elif totals.steps > warmup:
+                self._update(learner=self.learner.wants_update(self.store),
+                             criterion=self.criterion.wants_update(self.store))
             if terminated or truncated:
                 ep = info[w.info_key]["episode"]
                 self.logs.episode({"step": totals.steps, "episode": w.gate.episode, "return": ep_return,

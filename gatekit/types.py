@@ -1,16 +1,18 @@
-"""Small shared types: the gate's view of a step, its verdict, and the transition record."""
+"""Small shared types: the gate's view of a step, its decision, and the transition record."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 Action = Any  # np.ndarray for Box spaces, int for Discrete
 Obs = Any
+Labels = Literal["intervened", "queried"]
+"""Which expert labels: the steps the expert acted on, or every step it labelled."""
 
 
 class GateContext:
@@ -79,18 +81,39 @@ class GateContext:
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """A criterion's answer for one step.
+class Decision:
+    """A criterion's answer for one step: who acts on it.
+
+    The answer is absolute, whoever holds control: ``expert_acts=True`` means the expert's
+    action is executed on this step (a take-over when the novice held control, keeping control
+    when the expert held it); False means the novice's action is executed. The wrapper derives
+    the switches and hand-backs from the change.
 
     Attributes:
-        switch: from :meth:`Criterion.takeover`, True hands control to the expert; from
-            :meth:`Criterion.handback`, True hands it back to the novice.
+        expert_acts: the expert acts on this step.
         score: the number the decision was based on (a Q value, a gap, a probability), NaN if
             none; logged in ``info["gatekit"]["score"]``.
     """
 
+    expert_acts: bool
+    score: float = math.nan
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Deprecated (use :class:`Decision`): the relative answer of gatekit 0.1.
+
+    ``switch`` meant "hand control to the expert" from ``takeover`` and "hand it back to the
+    novice" from ``handback``. A criterion that still returns it keeps working for this
+    release (with a ``DeprecationWarning``): :meth:`to_decision` converts it.
+    """
+
     switch: bool
     score: float = math.nan
+
+    def to_decision(self, *, expert_in_control: bool) -> Decision:
+        """The absolute :class:`Decision` this verdict meant, given who held control."""
+        return Decision(expert_acts=(not self.switch) if expert_in_control else self.switch, score=self.score)
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,16 @@ import pytest
 import torch
 
 from gatekit.config import load_recipe_dict
-from gatekit.criteria.aim import AIMCriterion, action_gaps, novice_actions
+from gatekit.criteria.aim import AIMCriterion
+from gatekit.criteria.distances import mean_squared_gaps as action_gaps
 from gatekit.data import RecordStore
 from gatekit.envs.toy import EchoEnv
 from gatekit.experts.classic import EchoExpert
-from gatekit.learners.aim import AIMLearner
-from gatekit.learners.mlp import MLPBCLearner
-from gatekit.types import GateContext, Transition
+from gatekit.learners.aim import aim_learner
+from gatekit.learners.aim_dqn import AIMDQNLearner
+from gatekit.learners.bc import MLPBCLearner
+from gatekit.policies import novice_actions
+from gatekit.types import Decision, GateContext, Transition
 from gatekit.wrappers.intervention import InterventionWrapper
 
 BOX2 = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -52,7 +55,7 @@ class TableNovice:
 def fitted_criterion(**kw):
     c = AIMCriterion(hidden=[16], **kw)
     c.bind(OBS3, BOX2)
-    c.fitted, c.beta, c.eps = True, 0.5, 0.25
+    c.ready, c.beta, c.eps = True, 0.5, 0.25
     return c
 
 
@@ -87,12 +90,18 @@ def test_action_gaps_and_novice_actions_fallback():
     assert action_gaps(np.array([[0.0, 0.0]]), np.array([[1.0, 0.0]]), BOX2).tolist() == [0.5]
     assert action_gaps(np.array([1, 2]), np.array([1, 0]), gym.spaces.Discrete(3)).tolist() == [0.0, 1.0]
 
-    class OneByOne:
-        def act(self, obs):
-            return np.array([obs[0], 0.0])
+    def one_by_one(obs):  # a plain policy: asked once per observation
+        return np.array([obs[0], 0.0])
 
-    out = novice_actions(OneByOne(), np.ones((3, 3), np.float32))
+    out = novice_actions(one_by_one, np.ones((3, 3), np.float32))
     assert out.shape == (3, 2) and out[:, 0].tolist() == [1.0, 1.0, 1.0]
+
+    class Explorer:  # a learner's exploratory act() is never used to re-score the novice
+        def act(self, obs):
+            raise AssertionError("act() must not be called")
+
+    with pytest.raises(TypeError, match="predict_batch"):
+        novice_actions(Explorer(), np.ones((3, 3), np.float32))
 
 
 # -- thresholds --------------------------------------------------------------------------------
@@ -110,7 +119,7 @@ def test_first_update_sets_eps_and_beta_from_a_90_10_split():
     c.bind(OBS3, BOX2)
     metrics = c.update(store, TableNovice(table))
     gaps = action_gaps(np.stack([table[round(i / 100, 3)] for i in range(n)]), np.zeros((n, 2)), BOX2)
-    assert c.fitted
+    assert c.ready
     assert c.eps == pytest.approx(gaps[:18].mean())  # mean gap over the first 90%
     assert metrics["eps"] == pytest.approx(c.eps)
     held_obs, held_act = store.obs[18:], np.stack([table[round(i / 100, 3)] for i in (18, 19)])
@@ -160,20 +169,20 @@ def test_estimates_are_cleared_by_updates_only_in_paper_mode(beta_update):
                           episode_step=i, expert_fn=lambda o: None)
         v = c.takeover(ctx)
         c.observe(ctx, Transition(step=i, episode=0, obs=obs, novice_action=ctx.novice_action, expert_action=None,
-                                  executed_action=ctx.novice_action, intervened=v.switch, expert_queried=False,
-                                  switched=v.switch, reward=0.0, next_obs=obs, terminated=False,
+                                  executed_action=ctx.novice_action, intervened=v.expert_acts, expert_queried=False,
+                                  switched=v.expert_acts, reward=0.0, next_obs=obs, terminated=False,
                                   truncated=False, score=v.score))
     assert len(c.estimates) == 30  # switching steps count too: the novice held control when asked
     c.update(store, TableNovice({round(0.1 * i, 3): np.zeros(2, np.float32) for i in range(4)}))
     if beta_update == "paper":
-        assert c.estimates == []
+        assert len(c.estimates) == 0
         c.end_episode()
         assert c.beta == 0.5
     else:
         assert len(c.estimates) == 30
         c.end_episode()  # rescored with the (stub) current Q
         assert c.beta == pytest.approx(float(np.quantile(np.arange(30) / 30, 0.95)))
-        assert c.estimates == []
+        assert len(c.estimates) == 0
 
 
 # -- the gate's state machine ---------------------------------------------------------------------
@@ -181,7 +190,7 @@ def test_takeover_and_handback_edges_through_the_wrapper():
     env = EchoEnv(dim=1, horizon=50, noise=0.0)
     c = AIMCriterion(hidden=[8])
     w = InterventionWrapper(env, expert=EchoExpert(env=env, action=[0.0]), criterion=c)
-    c.fitted, c.beta, c.eps = True, 0.5, 0.25
+    c.ready, c.beta, c.eps = True, 0.5, 0.25
     c.q_values = lambda obs, acts: np.asarray(acts, np.float64).reshape(len(acts), -1)[:, 0]  # Q = a_n
     w.reset(seed=0)
     plan = [  # (novice action, expert acts?, switched?)
@@ -196,7 +205,7 @@ def test_takeover_and_handback_edges_through_the_wrapper():
         g = info["gatekit"]
         assert (g["intervened"], g["switched"]) == (expert_acts, switched), a
         assert g["executed_action"].tolist() == pytest.approx([0.0] if expert_acts else [a])
-    assert c.estimates == pytest.approx([0.5, 0.75, -0.9])  # the steps the novice held when asked
+    assert c.estimates.values("q").tolist() == pytest.approx([0.5, 0.75, -0.9])  # the steps the novice held when asked
     # Robot-gated: the expert looked only while in control (the two steps it acted, and the
     # hand-back step, where its action is compared with the novice's).
     assert w.totals.expert_queries == 3
@@ -206,11 +215,11 @@ def test_discrete_handback_needs_equal_actions_and_batch_matches_single():
     space = gym.spaces.Box(-2, 2, (3,), np.float32)
     c = AIMCriterion(hidden=[8])
     c.bind(space, gym.spaces.Discrete(3))
-    c.fitted, c.beta, c.eps = True, 0.0, 0.9  # eps is a mismatch rate: only equality hands back
+    c.ready, c.beta, c.eps = True, 0.0, 0.9  # eps is a mismatch rate: only equality hands back
     ctx = lambda a, expert: GateContext(obs=np.full(3, 0.1 * a, np.float32), novice_action=a,  # noqa: E731
                                         expert_in_control=expert, episode_step=0, expert_fn=lambda o: 1)
-    assert not c.handback(ctx(2, True)).switch
-    assert c.handback(ctx(1, True)).switch
+    assert c.handback(ctx(2, True)).expert_acts
+    assert not c.handback(ctx(1, True)).expert_acts
     ctxs = [ctx(0, False), ctx(2, True), ctx(1, True), ctx(2, False)]
     assert c.decide_batch(ctxs) == [c.decide(x) for x in ctxs]
 
@@ -218,9 +227,12 @@ def test_discrete_handback_needs_equal_actions_and_batch_matches_single():
 def test_unfitted_gate_keeps_the_expert_in_control():
     c = AIMCriterion(hidden=[8])
     c.bind(OBS3, BOX2)
-    ctx = GateContext(obs=np.zeros(3, np.float32), novice_action=np.zeros(2, np.float32),
-                      expert_in_control=False, episode_step=0, expert_fn=lambda o: np.zeros(2, np.float32))
-    assert c.takeover(ctx).switch and not c.handback(ctx).switch
+    for expert_in_control in (False, True):
+        ctx = GateContext(obs=np.zeros(3, np.float32), novice_action=np.zeros(2, np.float32),
+                          expert_in_control=expert_in_control, episode_step=0,
+                          expert_fn=lambda o: np.zeros(2, np.float32))
+        assert c.decide(ctx).expert_acts
+        assert c.decide_batch([ctx]) == [Decision(expert_acts=True)]
 
 
 # -- the TD term ------------------------------------------------------------------------------------
@@ -298,8 +310,9 @@ def test_criterion_state_dict_roundtrip(tmp_path, beta_update):
     d = AIMCriterion(hidden=[16], first_steps=3, beta_update=beta_update)
     d.load_state_dict(state)  # before bind: applied when the networks exist
     d.bind(OBS3, BOX2)
-    assert (d.eps, d.beta, d.fitted, d.estimates) == (c.eps, c.beta, c.fitted, c.estimates)
-    assert len(d._recent) == len(c._recent)
+    assert (d.eps, d.beta, d.ready) == (c.eps, c.beta, c.ready)
+    assert d.estimates.values("q").tolist() == c.estimates.values("q").tolist()
+    assert d.estimates.has_inputs() == c.estimates.has_inputs() == (beta_update == "rescore")
     probe = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
     acts = np.zeros((5, 2), np.float32)
     np.testing.assert_allclose(d.q_values(probe, acts), c.q_values(probe, acts))
@@ -321,9 +334,9 @@ def test_learner_state_dict_roundtrip(tmp_path, kind):
         if kind == "mlp-bc":
             return MLPBCLearner(observation_space=OBS3, action_space=act_space, hidden=[16], first_iterations=2, iterations=1)
         if kind == "aim-bc":
-            return AIMLearner(observation_space=OBS3, action_space=act_space, hidden=[16], first_iterations=2, iterations=1)
-        return AIMLearner(observation_space=OBS3, action_space=act_space, novice="dqn", dqn_hidden=[16],
-                          dqn_first_steps=3, dqn_update_steps=2, dqn_batch_size=8)
+            return aim_learner(observation_space=OBS3, action_space=act_space, hidden=[16], first_iterations=2, iterations=1)
+        return AIMDQNLearner(observation_space=OBS3, action_space=act_space, hidden=[16],
+                             first_steps=3, update_steps=2, batch_size=8)
 
     a = build()
     a.update(store)
@@ -343,18 +356,18 @@ def test_bc_learner_schedule_first_fit_and_policy_snapshot():
     rows = [([0.1 * (i % 10), 0, 0], np.zeros(2, np.float32), np.array([0.1 * (i % 10), -0.5], np.float32),
              True, False) for i in range(30)]
     store = make_store(OBS3, BOX2, rows[:25])
-    learner = AIMLearner(observation_space=OBS3, action_space=BOX2, hidden=[32], lr=1e-2,
-                         first_iterations=40, iterations=2, steps_per_iteration=5)
+    learner = aim_learner(observation_space=OBS3, action_space=BOX2, hidden=[32], lr=1e-2,
+                          first_iterations=40, iterations=2, steps_per_iteration=5)
     assert learner.wants_update(store)  # 25 labels
     learner.update(store)
-    adam_steps = learner._bc.trainer.optimizer.state_dict()["state"][0]["step"]
+    adam_steps = learner.trainer.optimizer.state_dict()["state"][0]["step"]
     assert int(adam_steps) == 40 * 5  # the first fit is the long one
     assert not learner.wants_update(store)
     snapshot = learner.policy()
     before = snapshot(np.array([0.5, 0, 0], np.float32))
     assert before.shape == (2,) and abs(float(before[1]) + 0.5) < 0.1
     learner.update(store)
-    assert int(learner._bc.trainer.optimizer.state_dict()["state"][0]["step"]) == 40 * 5 + 2 * 5
+    assert int(learner.trainer.optimizer.state_dict()["state"][0]["step"]) == 40 * 5 + 2 * 5
     np.testing.assert_array_equal(snapshot(np.array([0.5, 0, 0], np.float32)), before)  # a deep copy
 
 
@@ -363,16 +376,19 @@ def test_dqn_novice_learns_the_expert_action_from_proxy_values():
     # Expert steps: the expert chose 2 where the novice proposed 0; novice steps in between.
     rows = [([0.1 * (i % 10), 0, 0], 0, 2 if i % 2 == 0 else None, i % 2 == 0, i % 10 == 9) for i in range(40)]
     store = make_store(OBS3, disc, rows)
-    learner = AIMLearner(observation_space=OBS3, action_space=disc, novice="dqn", dqn_hidden=[32], dqn_lr=1e-2,
-                         dqn_first_steps=150, dqn_batch_size=32)
+    learner = AIMDQNLearner(observation_space=OBS3, action_space=disc, hidden=[32], lr=1e-2,
+                            first_steps=150, batch_size=32)
     learner.update(store)
     acts = learner.predict_batch(store.obs[::2])
     assert (acts == 2).all()
-    values = learner._dqn.q.all_actions(torch.as_tensor(np.array(store.obs[::2])))
+    values = learner.dqn.q.all_actions(torch.as_tensor(np.array(store.obs[::2])))
     assert (values[:, 2] > values[:, 0]).all()
     assert learner.policy()(np.array(store.obs[0])) == 2
-    with pytest.raises(ValueError, match="novice 'dqn' needs a Discrete"):
-        AIMLearner(observation_space=OBS3, action_space=BOX2, novice="dqn")
+    with pytest.raises(ValueError, match="needs a Discrete"):
+        AIMDQNLearner(observation_space=OBS3, action_space=BOX2)
+    with pytest.warns(DeprecationWarning, match="aim-dqn"):  # the 0.1 spelling still builds it
+        old = aim_learner(observation_space=OBS3, action_space=disc, novice="dqn", dqn_hidden=[32], dqn_batch_size=32)
+    assert isinstance(old, AIMDQNLearner) and old.dqn.batch_size == 32
 
 
 @pytest.mark.parametrize("kwargs, match", [

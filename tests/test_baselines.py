@@ -15,11 +15,14 @@ import pytest
 import torch
 
 from gatekit.config import load_recipe_dict
-from gatekit.criteria.ensemble import ActorEnsemble, EnsembleCriterion, distance
+from gatekit.criteria.distances import euclidean as distance
+from gatekit.criteria.distances import squared_gap
+from gatekit.criteria.ensemble import EnsembleCriterion
 from gatekit.criteria.hg import HGDAggerCriterion
+from gatekit.criteria.learned import ActorEnsemble
 from gatekit.criteria.safedagger import SafeDAggerCriterion
 from gatekit.criteria.simple import ActionGapCriterion, ExpertLikelihoodCriterion
-from gatekit.criteria.thrifty import ThriftyCriterion, squared_gap
+from gatekit.criteria.thrifty import ThriftyCriterion
 from gatekit.data import RecordStore
 from gatekit.errors import ConfigError
 from gatekit.types import GateContext, Transition
@@ -58,17 +61,17 @@ def test_hg_delegates_to_the_existing_rules():
         c = ctx(np.array(a), np.zeros(2))
         assert gap.decide(c) == ref.decide(ctx(np.array(a), np.zeros(2)))
     # the edge: a mean squared gap equal to the threshold is tolerated
-    assert not gap.decide(ctx(np.array([math.sqrt(0.2), 0.0]), np.zeros(2))).switch
+    assert not gap.decide(ctx(np.array([math.sqrt(0.2), 0.0]), np.zeros(2))).expert_acts
 
     lik = HGDAggerCriterion()  # the paper's default: likelihood, 1 - free_level = 0.05
     assert isinstance(lik.inner, ExpertLikelihoodCriterion) and lik.needs_log_prob
     assert lik.threshold == pytest.approx(0.05)
     lik.bind(BOX1, BOX1)
     logp = lambda o, a: math.log(0.04) if abs(float(a[0])) > 0.5 else math.log(0.06)  # noqa: E731
-    assert lik.decide(ctx(np.array([0.9]), np.zeros(1), log_prob=logp)).switch
-    assert not lik.decide(ctx(np.array([0.1]), np.zeros(1), log_prob=logp)).switch
+    assert lik.decide(ctx(np.array([0.9]), np.zeros(1), log_prob=logp)).expert_acts
+    assert not lik.decide(ctx(np.array([0.1]), np.zeros(1), log_prob=logp)).expert_acts
     # expert in control: hand back once the novice is likely again
-    assert lik.decide(ctx(np.array([0.1]), np.zeros(1), expert_in_control=True, log_prob=logp)).switch
+    assert not lik.decide(ctx(np.array([0.1]), np.zeros(1), expert_in_control=True, log_prob=logp)).expert_acts
 
 
 def test_hg_rejects_bad_arguments():
@@ -81,7 +84,7 @@ def test_hg_rejects_bad_arguments():
 # -- Ensemble-DAgger --------------------------------------------------------------------------
 
 def _stub_ensemble(c, action, var):
-    c.trained = True
+    c.ready = True
     c.ensemble.predict = lambda obs: (np.asarray([action], np.float32), np.asarray([var]))
 
 
@@ -89,20 +92,20 @@ def test_ensemble_rule_edges():
     c = EnsembleCriterion(tau=0.5, chi=0.1, members=2, hidden=[4])
     c.bind(BOX1, BOX1)
     untrained = ctx(np.zeros(1), np.zeros(1))
-    assert c.decide(untrained).switch and untrained.expert_queried  # untrained: the expert acts
+    assert c.decide(untrained).expert_acts  # untrained: the expert acts
     _stub_ensemble(c, [0.0], 0.1)
-    assert not c.decide(ctx(np.zeros(1), np.array([0.5]))).switch  # distance == tau, var == chi: novice
-    assert c.decide(ctx(np.zeros(1), np.array([0.5001]))).switch  # just past tau
+    assert not c.decide(ctx(np.zeros(1), np.array([0.5]))).expert_acts  # distance == tau, var == chi: novice
+    assert c.decide(ctx(np.zeros(1), np.array([0.5001]))).expert_acts  # just past tau
     _stub_ensemble(c, [0.0], 0.1001)
-    assert c.decide(ctx(np.zeros(1), np.zeros(1))).switch  # just past chi
-    # hand-back is the negation: both conditions hold again
+    assert c.decide(ctx(np.zeros(1), np.zeros(1))).expert_acts  # just past chi
+    # hand-back: the novice acts again as soon as both conditions hold
     _stub_ensemble(c, [0.0], 0.0)
-    assert c.decide(ctx(np.zeros(1), np.array([0.2]), expert_in_control=True)).switch
+    assert not c.decide(ctx(np.zeros(1), np.array([0.2]), expert_in_control=True)).expert_acts
     # compare: novice measures the learner's own action instead of the ensemble's
     n = EnsembleCriterion(tau=0.5, chi=0.1, compare="novice", members=2, hidden=[4])
     n.bind(BOX1, BOX1)
     _stub_ensemble(n, [0.0], 0.0)
-    assert n.decide(ctx(np.array([0.9]), np.zeros(1))).switch
+    assert n.decide(ctx(np.array([0.9]), np.zeros(1))).expert_acts
 
 
 def test_ensemble_discrete_and_training():
@@ -119,9 +122,9 @@ def test_ensemble_discrete_and_training():
     c.bind(BOX2, DISC3)
     store = store_with(BOX2, DISC3, [(o, 0, int(a), True, 0.0, False, False) for o, a in zip(obs, acts, strict=True)])
     metrics = c.update(store, None)
-    assert c.trained and metrics["labels"] == 64
-    assert not c.decide(ctx(1, 2, obs=np.array([0.8, 0.0], np.float32))).switch  # ensemble says 2 = expert
-    assert c.decide(ctx(1, 0, obs=np.array([0.8, 0.0], np.float32))).switch
+    assert c.ready and metrics["labels"] == 64
+    assert not c.decide(ctx(1, 2, obs=np.array([0.8, 0.0], np.float32))).expert_acts  # ensemble says 2 = expert
+    assert c.decide(ctx(1, 0, obs=np.array([0.8, 0.0], np.float32))).expert_acts
 
 
 # -- Thrifty-DAgger ---------------------------------------------------------------------------
@@ -134,7 +137,7 @@ def _thrifty(space=BOX1, **kw):
 
 def test_thrifty_rule_edges():
     c = _thrifty(alpha=0.1)
-    c.calibrated = True
+    c.ready = True
     c.novelty_threshold, c.risk_threshold, c.q_median, c.gap_threshold = 0.5, 0.2, 0.6, 0.04
     assert not c.rule_takeover(novelty=0.5, q=0.2)  # both exactly at their thresholds: no switch
     assert c.rule_takeover(novelty=0.5001, q=0.9)  # novel
@@ -151,13 +154,13 @@ def test_thrifty_rule_edges():
 
 def test_thrifty_uncalibrated_keeps_the_expert():
     c = _thrifty()
-    assert c.decide(ctx(np.zeros(1), np.zeros(1))).switch
-    assert not c.decide(ctx(np.zeros(1), np.zeros(1), expert_in_control=True)).switch
+    assert c.decide(ctx(np.zeros(1), np.zeros(1))).expert_acts
+    assert c.decide(ctx(np.zeros(1), np.zeros(1), expert_in_control=True)).expert_acts
 
 
 def test_thrifty_quantiles_update_at_episode_end_only_with_enough_estimates():
     c = _thrifty(alpha=0.1, min_estimates=25)
-    c.calibrated = True
+    c.ready = True
     c.novelty_threshold, c.risk_threshold, c.q_median = 9.0, -9.0, 0.5
     c.estimate = lambda obs, action: (float(obs[0]), 1.0 - float(obs[0]))  # (novelty, Q_risk) from the state
     for v in np.linspace(0.0, 1.0, 25):
@@ -166,16 +169,16 @@ def test_thrifty_quantiles_update_at_episode_end_only_with_enough_estimates():
     assert (c.novelty_threshold, c.risk_threshold, c.q_median) == (9.0, -9.0, 0.5)
     c.decide(ctx(np.zeros(1), np.zeros(1), obs=np.array([0.5], np.float32)))
     c.end_episode()  # 26 estimates: re-estimated from them
-    nov = np.array(c.novelty_estimates)
+    nov = c.estimates.values("novelty")
     assert c.novelty_threshold == pytest.approx(np.quantile(nov, 0.9))
     assert c.risk_threshold == pytest.approx(np.quantile(1.0 - nov, 0.1))
     assert c.q_median == pytest.approx(np.median(1.0 - nov))
     # about alpha of the novice's steps now switch, by each test
     assert np.mean(nov > c.novelty_threshold) == pytest.approx(0.1, abs=0.05)
     # only decisions taken while the novice held control are estimates
-    n = len(c.novelty_estimates)
+    n = len(c.estimates)
     c.decide(ctx(np.zeros(1), np.zeros(1), expert_in_control=True))
-    assert len(c.novelty_estimates) == n
+    assert len(c.estimates) == n
 
 
 def test_thrifty_update_calibrates_and_learns_success(tmp_path):
@@ -192,8 +195,8 @@ def test_thrifty_update_calibrates_and_learns_success(tmp_path):
     c = _thrifty(alpha=0.2, success_reward_above=5.0, gamma=0.9)
     c.q_steps_per_update = 300
     metrics = c.update(store, None)
-    assert c.calibrated and math.isfinite(c.novelty_threshold) and math.isfinite(c.risk_threshold)
-    assert metrics["gap_threshold"] >= 0 and not c.novelty_estimates
+    assert c.ready and math.isfinite(c.novelty_threshold) and math.isfinite(c.risk_threshold)
+    assert metrics["gap_threshold"] >= 0 and len(c.estimates) == 0
     q = c.success_prob(np.array([[0.8], [-0.8]], np.float32), np.zeros((2, 1), np.float32))
     assert q[0] > q[1]  # the critic tells the succeeding side from the failing one
     state = c.state_dict()
@@ -201,7 +204,7 @@ def test_thrifty_update_calibrates_and_learns_success(tmp_path):
     loaded = torch.load(tmp_path / "thrifty.pt", weights_only=True)  # as run.py loads checkpoints
     d = _thrifty(alpha=0.2)
     d.load_state_dict(loaded)
-    assert d.calibrated and d.novelty_threshold == c.novelty_threshold
+    assert d.ready and d.novelty_threshold == c.novelty_threshold
     assert np.allclose(d.success_prob(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32)),
                        c.success_prob(np.zeros((1, 1), np.float32), np.zeros((1, 1), np.float32)))
 
@@ -222,23 +225,23 @@ def test_safedagger_classifier_and_lazy_handback():
     expert = np.where(obs > 0, 0.8, 0.0).astype(np.float32)
     store = store_with(BOX1, BOX1, [(o, np.zeros(1, np.float32), a, True, 0.0, False, False)
                                     for o, a in zip(obs, expert, strict=True)])
-    novice = type("Zero", (), {"act": staticmethod(lambda o: np.zeros(1, np.float32))})()
+    novice = type("Zero", (), {"predict_batch": staticmethod(lambda o: np.zeros((len(o), 1), np.float32))})()
     c = SafeDAggerCriterion(gap_threshold=0.1, hidden=[16], lr=1e-2, steps_per_update=300)
     c.bind(BOX1, BOX1)
-    assert c.decide(ctx(np.zeros(1), np.zeros(1))).switch  # untrained: expert
+    assert c.decide(ctx(np.zeros(1), np.zeros(1))).expert_acts  # untrained: expert
     metrics = c.update(store, novice)
     assert metrics["unsafe_fraction"] == pytest.approx(np.mean(obs > 0))
     right, left = np.array([0.7], np.float32), np.array([-0.7], np.float32)
     v = c.decide(ctx(np.zeros(1), np.zeros(1), obs=right))
-    assert v.switch and v.score > 0.5
-    assert not c.decide(ctx(np.zeros(1), np.zeros(1), obs=left)).switch
+    assert v.expert_acts and v.score > 0.5
+    assert not c.decide(ctx(np.zeros(1), np.zeros(1), obs=left)).expert_acts
     # SafeDAgger hands back when the classifier says safe; LazyDAgger on the actual gap
-    assert c.decide(ctx(np.zeros(1), np.zeros(1), obs=left, expert_in_control=True)).switch
+    assert not c.decide(ctx(np.zeros(1), np.zeros(1), obs=left, expert_in_control=True)).expert_acts
     lazy = SafeDAggerCriterion(gap_threshold=0.5, lazy=True, handback_threshold=0.0625, hidden=[4])
     lazy.bind(BOX1, BOX1)
-    lazy.trained = True
-    assert lazy.decide(ctx(np.array([0.25]), np.zeros(1), expert_in_control=True)).switch  # gap 0.0625: back
-    assert not lazy.decide(ctx(np.array([0.26]), np.zeros(1), expert_in_control=True)).switch
+    lazy.ready = True
+    assert not lazy.decide(ctx(np.array([0.25]), np.zeros(1), expert_in_control=True)).expert_acts  # gap 0.0625: back
+    assert lazy.decide(ctx(np.array([0.26]), np.zeros(1), expert_in_control=True)).expert_acts
     with pytest.raises(ValueError, match="handback_threshold"):
         SafeDAggerCriterion(gap_threshold=0.1, handback_threshold=0.2)
 
@@ -269,9 +272,9 @@ def _records(out):
 
 
 def test_dagger_adapter_rounds_follow_the_gate(tmp_path):
-    from gatekit.learners.dagger import ImitationDAggerLearner
+    from gatekit.learners.imitation import ImitationDAggerLearner
 
-    res, out = train_tiny(tmp_path, {"id": "dagger", "rampdown_rounds": 3},
+    res, out = train_tiny(tmp_path, {"id": "dagger", "rampdown_rounds": 3, "update_every": 60},
                           {"id": "dagger", "update_every": 60, "batches_per_update": 20, "net_arch": [16]},
                           warmup=80)  # >= one BC batch (64), so the first round trains
     cols = _records(out)
@@ -286,7 +289,7 @@ def test_dagger_adapter_rounds_follow_the_gate(tmp_path):
 
 
 def test_pvp_adapter_discrete_and_box(tmp_path):
-    from gatekit.learners.pvp import PVPDQN, PVPTD3, PVPLearner
+    from gatekit.learners.sb3.pvp import PVPDQN, PVPTD3, PVPLearner
 
     res, out = train_tiny(tmp_path, {"id": "hg", "rule": "action-gap"},
                           {"id": "pvp", "net_arch": [16], "batch_size": 16, "lr": 1e-3})
@@ -388,11 +391,11 @@ def test_thrifty_rescore_resets_thresholds_at_update():
         c.decide(ctx(np.zeros(1), np.zeros(1), obs=np.array([v], np.float32)))
     c.q_median = 2.0  # stale: no Q can exceed it
     c.update(store, None)
-    assert len(c.novelty_estimates) == 30  # re-scored, not cleared
-    assert c.q_median == pytest.approx(np.median(c.risk_estimates)) and c.q_median < 1.0
+    assert len(c.estimates) == 30  # re-scored, not cleared
+    assert c.q_median == pytest.approx(np.median(c.estimates.values("risk"))) and c.q_median < 1.0
     plain = _thrifty(alpha=0.1)
     plain.update(store, None)
     for v in np.linspace(-1, 1, 30):
         plain.decide(ctx(np.zeros(1), np.zeros(1), obs=np.array([v], np.float32)))
     plain.update(store, None)
-    assert plain.novelty_estimates == []  # the paper's rule: each update clears the estimates
+    assert len(plain.estimates) == 0  # the paper's rule: each update clears the estimates

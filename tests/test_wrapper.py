@@ -1,6 +1,7 @@
 """InterventionWrapper: decision tables, info schema, counters, determinism, env checker."""
 
 import re
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -19,7 +20,7 @@ from gatekit.envs.toy import EchoEnv
 from gatekit.errors import ExpertError, GatekitError
 from gatekit.experts.base import Expert
 from gatekit.experts.classic import EchoExpert, PendulumExpert
-from gatekit.types import Verdict
+from gatekit.types import Decision, Verdict
 from gatekit.wrappers import INFO_KEYS, InterventionWrapper
 from gatekit.wrappers import intervention as iv
 
@@ -218,15 +219,46 @@ def test_step_before_reset_is_a_clean_error():
         w.step(f32(0.0))
 
 
-def test_criterion_must_return_a_verdict():
+def test_criterion_must_return_a_decision():
     class Bad(Criterion):
         def takeover(self, ctx):
             return True
 
     w = make(Bad())
     w.reset(seed=0)
-    with pytest.raises(TypeError, match="must return a Verdict"):
+    with pytest.raises(TypeError, match="must return a Decision"):
         w.step(f32(0.0))
+
+
+def test_old_relative_verdicts_still_work_with_a_deprecation_warning():
+    """gatekit 0.1's Verdict(switch) meant "take over" from takeover and "hand back" from
+    handback; a criterion written that way behaves exactly like its Decision twin."""
+
+    class Old(Criterion):
+        def takeover(self, ctx):
+            return Verdict(abs(float(ctx.novice_action[0])) > 0.5)
+
+        def handback(self, ctx):
+            return Verdict(abs(float(ctx.novice_action[0])) <= 0.5)
+
+    class OldTakeoverOnly(Criterion):
+        def takeover(self, ctx):
+            return Verdict(abs(float(ctx.novice_action[0])) > 0.5)
+
+    class New(Criterion):
+        def takeover(self, ctx):
+            return Decision(expert_acts=abs(float(ctx.novice_action[0])) > 0.5)
+
+    actions = [0.1, 0.9, 0.8, 0.2, 0.3, 0.7, 0.1]
+    traces = []
+    for crit in (Old(), OldTakeoverOnly(), New()):
+        w = make(crit)
+        w.reset(seed=0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            traces.append([w.step(f32(a))[4]["gatekit"]["intervened"] for a in actions])
+        assert any(issubclass(c.category, DeprecationWarning) for c in caught) == (not isinstance(crit, New))
+    assert traces[0] == traces[1] == traces[2] == [False, True, True, False, False, True, False]
 
 
 def test_expert_action_computed_once_per_step():

@@ -34,13 +34,16 @@ fraction ``delta`` of novice steps switch to the expert. Two ways to keep them (
 Gate. Novice in control: take over when ``Q(s, a_n) > beta`` (score: Q). Expert in control:
 hand back at the first step where ``d(a_n, a_h) <= eps`` (Discrete: ``a_n == a_h``; score: d).
 Before the first update there are no thresholds: the expert keeps control (so a run without a
-warm-up collects its first K labels from the expert).
+warm-up collects its first K labels from the expert). The gate retrains every K =
+``update_every`` new expert labels (25 in the release), on its own schedule: it keeps learning
+whatever learner trains the novice, and it re-scores the novice with that learner's
+deterministic ``predict_batch``.
 
 Example:
     >>> import gymnasium as gym
     >>> c = AIMCriterion(delta=0.1, hidden=[32])
     >>> c.bind(gym.spaces.Box(-1, 1, (3,)), gym.spaces.Box(-1, 1, (2,)))
-    >>> c.fitted, c.beta
+    >>> c.ready, c.beta
     (False, inf)
 """
 
@@ -55,38 +58,19 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from gatekit.criteria.base import Criterion, action_gap
-from gatekit.learners.mlp import as_obs_tensor as _obs_tensor
-from gatekit.learners.mlp import check_hidden
-from gatekit.nets import QNet, rng_state, set_rng_state
-from gatekit.types import GateContext, Transition, Verdict
+from gatekit.criteria.distances import mean_squared_gap, mean_squared_gaps
+from gatekit.criteria.learned import LearnedCriterion, RecentEstimates, check_common, holdout_split
+from gatekit.nets import QNet, as_action_tensor, as_obs_tensor, soft_update
+from gatekit.policies import novice_actions
+from gatekit.types import Decision, GateContext, Transition
+from gatekit.validate import in_range, layer_sizes, one_of, positive
 
 if TYPE_CHECKING:
     from gatekit.data import RecordStore
+    from gatekit.policies import NovicePredictor
 
 
-def action_gaps(a: np.ndarray, b: np.ndarray, space: gym.Space) -> np.ndarray:
-    """Row-wise :func:`~gatekit.criteria.base.action_gap` of two batches of actions."""
-    if isinstance(space, gym.spaces.Discrete):
-        return (np.asarray(a).reshape(-1).astype(np.int64) != np.asarray(b).reshape(-1).astype(np.int64)).astype(np.float64)
-    a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
-    b = np.asarray(b, dtype=np.float64).reshape(len(b), -1)
-    return np.mean((a - b) ** 2, axis=1)
-
-
-def novice_actions(novice: Any, obs: np.ndarray) -> np.ndarray:
-    """The novice's actions on a batch: ``novice.predict_batch`` when it has one (one forward
-    pass), else ``novice.act`` (or ``novice(obs)``) per observation."""
-    if len(obs) == 0:
-        return np.zeros((0,))
-    batch = getattr(novice, "predict_batch", None)
-    if callable(batch):
-        return np.asarray(batch(obs))
-    one = novice.act if callable(getattr(novice, "act", None)) else novice
-    return np.stack([np.asarray(one(o)) for o in obs])
-
-
-class AIMCriterion(Criterion):
+class AIMCriterion(LearnedCriterion):
     """AIM's learned, robot-gated intervention criterion.
 
     Args:
@@ -98,8 +82,6 @@ class AIMCriterion(Criterion):
         hidden: hidden layers of the proxy Q (Box: MLP on concat(obs features, action);
             Discrete: one output per action over the features, a CNN for image observations).
         td: add the reward-free TD term (the paper); False is the public release.
-        td_next: the TD term's next action: ``novice`` (``pi_n(s')``) or ``max`` (Discrete
-            only: ``max_a' Q_target(s', a')``); see the module docstring.
         tau: soft-update factor of the TD target network (per gradient step).
         steps_per_update: gradient steps at each later update (every K expert labels).
         first_steps: gradient steps of the first fit (the end of the warm-up).
@@ -109,6 +91,9 @@ class AIMCriterion(Criterion):
         beta_update: ``paper`` (Q estimates, cleared at each update) or ``rescore`` (the
             novice's states and actions, scored by the current Q at each re-estimation); see
             the module docstring.
+        td_next: the TD term's next action: ``novice`` (``pi_n(s')``) or ``max`` (Discrete
+            only: ``max_a' Q_target(s', a')``); see the module docstring.
+        update_every: K, new expert-labelled (intervened) steps between updates.
     """
 
     name = "aim"
@@ -117,62 +102,41 @@ class AIMCriterion(Criterion):
                  hidden: list[int] | None = None, td: bool = True, tau: float = 0.005,
                  steps_per_update: int = 50, first_steps: int = 500, min_estimates: int = 25,
                  holdout: float = 0.1, beta_update: Literal["paper", "rescore"] = "paper",
-                 td_next: Literal["novice", "max"] = "novice") -> None:
-        super().__init__()
-        if not 0.0 < delta < 1.0:
-            raise ValueError(f"delta must be in (0, 1), got {delta}")
-        if not (lr > 0 and math.isfinite(lr)):
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not 0.0 <= gamma < 1.0:
-            raise ValueError(f"gamma must be in [0, 1), got {gamma}")
-        if not 0.0 < tau <= 1.0:
-            raise ValueError(f"tau must be in (0, 1], got {tau}")
-        if steps_per_update < 0:
-            raise ValueError(f"steps_per_update must be >= 0, got {steps_per_update}")
-        if first_steps < 0:
-            raise ValueError(f"first_steps must be >= 0, got {first_steps}")
-        if min_estimates < 0:
-            raise ValueError(f"min_estimates must be >= 0, got {min_estimates}")
-        if not 0.0 < holdout < 1.0:
-            raise ValueError(f"holdout must be in (0, 1), got {holdout}")
-        if td_next not in ("novice", "max"):
-            raise ValueError(f"td_next must be 'novice' or 'max', got {td_next!r}")
-        if beta_update not in ("paper", "rescore"):
-            raise ValueError(f"beta_update must be 'paper' or 'rescore', got {beta_update!r}")
-        hidden = check_hidden("hidden", [400, 300] if hidden is None else hidden)
+                 td_next: Literal["novice", "max"] = "novice", update_every: int = 25) -> None:
+        super().__init__(update_every=update_every, labels="intervened")
+        in_range("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
+        check_common(lr=lr, batch_size=batch_size, holdout=holdout)
+        in_range("gamma", gamma, 0.0, 1.0, high_open=True)
+        in_range("tau", tau, 0.0, 1.0, low_open=True)
+        for name, value in (("steps_per_update", steps_per_update), ("first_steps", first_steps),
+                            ("min_estimates", min_estimates)):
+            positive(name, value, allow_zero=True)
         self.delta = float(delta)
         self.lr = float(lr)
         self.batch_size = int(batch_size)
         self.gamma = float(gamma)
-        self.hidden = hidden
+        self.hidden = layer_sizes("hidden", [400, 300] if hidden is None else hidden)
         self.td = bool(td)
-        self.td_next = td_next
+        self.td_next = one_of("td_next", td_next, ("novice", "max"))
         self.tau = float(tau)
         self.steps_per_update = int(steps_per_update)
         self.first_steps = int(first_steps)
-        self.min_estimates = int(min_estimates)
         self.holdout = float(holdout)
-        self.beta_update = beta_update
+        self.beta_update = one_of("beta_update", beta_update, ("paper", "rescore"))
         self.eps = math.nan
         self.beta = math.inf
-        self.fitted = False
-        self.updates = 0
-        self.estimates: list[float] = []
-        self._recent: list[tuple[np.ndarray, Any]] = []  # (obs, novice action) for "rescore"
+        # rescore keeps the novice's (s, a_n) to score them with the current Q at each re-estimation
+        self.estimates = RecentEstimates(("q",), min_estimates=min_estimates, keep_inputs=beta_update == "rescore")
         self.q: QNet | None = None
         self.q_target: QNet | None = None
         self.optimizer: torch.optim.Optimizer | None = None
-        self._pending_state: dict[str, Any] | None = None
 
     # -- wiring ---------------------------------------------------------------------------
-    def bind(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+    def build(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         if not isinstance(action_space, (gym.spaces.Box, gym.spaces.Discrete)):
             raise ValueError(f"action_space must be Box or Discrete for AIM, got {action_space}")
         if not isinstance(observation_space, gym.spaces.Box):
             raise ValueError(f"observation_space must be a Box for AIM, got {observation_space}")
-        super().bind(observation_space, action_space)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         if self.td_next == "max" and not self.discrete:
             raise ValueError("td_next 'max' needs a Discrete action space; use td_next: novice")
@@ -181,55 +145,39 @@ class AIMCriterion(Criterion):
         self.q_target = copy.deepcopy(self.q)
         self.q_target.requires_grad_(False)
         self.optimizer = torch.optim.Adam(self.q.parameters(), lr=self.lr)
-        if self._pending_state is not None:
-            state, self._pending_state = self._pending_state, None
-            self.load_state_dict(state)
 
     def _action_tensor(self, actions: Any) -> torch.Tensor:
-        if self.discrete:
-            return torch.as_tensor(np.asarray(actions).reshape(-1).astype(np.int64))
-        arr = np.asarray(actions, dtype=np.float32)
-        return torch.as_tensor(arr.reshape(len(arr), -1))
+        assert self.action_space is not None
+        return as_action_tensor(actions, self.action_space)
 
     @torch.no_grad()
     def q_values(self, obs: Any, actions: Any) -> np.ndarray:
         """Q of a batch of (observation, action) pairs, as float64."""
         if self.q is None:
             raise RuntimeError("AIMCriterion.bind() must be called before use (the wrapper does it)")
-        return self.q(_obs_tensor(obs), self._action_tensor(actions)).double().numpy()
+        return self.q(as_obs_tensor(obs), self._action_tensor(actions)).double().numpy()
 
     # -- the decision ---------------------------------------------------------------------
-    def takeover(self, ctx: GateContext) -> Verdict:
-        if not self.fitted:
-            return Verdict(True)
+    def takeover(self, ctx: GateContext) -> Decision:
         q = float(self.q_values(np.asarray(ctx.obs)[None], [ctx.novice_action])[0])
-        return Verdict(q > self.beta, q)
+        return Decision(expert_acts=q > self.beta, score=q)
 
-    def handback(self, ctx: GateContext) -> Verdict:
-        if not self.fitted:
-            return Verdict(False)
-        gap = action_gap(ctx.novice_action, ctx.expert_action, self.action_space)
+    def handback(self, ctx: GateContext) -> Decision:
+        gap = mean_squared_gap(ctx.novice_action, ctx.expert_action, self.action_space)
         # Discrete gaps are 0/1 and eps is a mismatch rate: only equal actions hand back.
-        ok = gap == 0.0 if self.discrete else gap <= self.eps
-        return Verdict(bool(ok), gap)
+        close = gap == 0.0 if self.discrete else gap <= self.eps
+        return Decision(expert_acts=not close, score=gap)
 
-    def decide_batch(self, ctxs: Sequence[GateContext]) -> list[Verdict]:
+    def decide_ready_batch(self, ctxs: Sequence[GateContext]) -> list[Decision]:
         """Decide for a batch, with one forward pass of Q for all novice-controlled envs."""
         novice = [i for i, c in enumerate(ctxs) if not c.expert_in_control]
         qs: dict[int, float] = {}
-        if self.fitted and novice:
+        if novice:
             obs = np.stack([np.asarray(ctxs[i].obs) for i in novice])
             values = self.q_values(obs, [ctxs[i].novice_action for i in novice])
             qs = {i: float(v) for i, v in zip(novice, values, strict=True)}
-        out = []
-        for i, c in enumerate(ctxs):
-            if c.expert_in_control:
-                out.append(self.handback(c))
-            elif not self.fitted:
-                out.append(Verdict(True))
-            else:
-                out.append(Verdict(qs[i] > self.beta, qs[i]))
-        return out
+        return [self.handback(c) if c.expert_in_control else Decision(expert_acts=qs[i] > self.beta, score=qs[i])
+                for i, c in enumerate(ctxs)]
 
     # -- bookkeeping ----------------------------------------------------------------------
     def observe(self, ctx: GateContext, record: Transition) -> None:
@@ -237,21 +185,18 @@ class AIMCriterion(Criterion):
         # that step (as Thrifty-DAgger's loop does): record.score is then Q(s, a_n). Keeping
         # only the steps it kept would censor the sample at beta, and its (1 - delta) quantile
         # would push beta down at every episode end.
-        if self.fitted and not ctx.expert_in_control and math.isfinite(record.score):
-            self.estimates.append(float(record.score))
-            if self.beta_update == "rescore":
-                self._recent.append((np.asarray(ctx.obs), ctx.novice_action))
+        if self.ready and not ctx.expert_in_control and math.isfinite(record.score):
+            self.estimates.add(ctx.obs, ctx.novice_action, q=record.score)
 
     def end_episode(self) -> None:
-        if not self.fitted or len(self.estimates) <= self.min_estimates:
+        if not self.ready or not self.estimates.enough:
             return
         if self.beta_update == "rescore":
-            values = self.q_values(np.stack([o for o, _ in self._recent]), [a for _, a in self._recent])
-            self.beta = float(np.quantile(values, 1.0 - self.delta))
+            obs, actions = self.estimates.inputs()
+            self.beta = float(np.quantile(self.q_values(obs, actions), 1.0 - self.delta))
             self.estimates.clear()
-            self._recent.clear()
         else:
-            self.beta = float(np.quantile(np.asarray(self.estimates), 1.0 - self.delta))
+            self.beta = float(np.quantile(self.estimates.values("q"), 1.0 - self.delta))
 
     # -- learning -------------------------------------------------------------------------
     def loss(self, obs_e: torch.Tensor, a_h: torch.Tensor, a_n: torch.Tensor, mask: torch.Tensor,
@@ -289,16 +234,9 @@ class AIMCriterion(Criterion):
             info["loss_td"] = float(loss_td.detach())
         return total, info
 
-    def _soft_update(self) -> None:
-        assert self.q is not None and self.q_target is not None
-        with torch.no_grad():
-            for p, tp in zip(self.q.parameters(), self.q_target.parameters(), strict=True):
-                tp.lerp_(p, self.tau)
-
-    def update(self, store: RecordStore, novice: Any) -> dict[str, float]:
+    def fit(self, store: RecordStore, novice: NovicePredictor | None) -> dict[str, float]:
         """Refit Q on the store with the current novice; set eps and beta at the first fit."""
-        if self.q is None or self.optimizer is None or self.action_space is None:
-            raise RuntimeError("AIMCriterion.bind() must be called before update()")
+        assert self.q is not None and self.optimizer is not None and self.action_space is not None
         if novice is None:
             raise ValueError("novice must be the current novice (AIM recomputes its actions), got None")
         obs_np, a_h_np = store.expert_labelled(source="intervened")
@@ -306,15 +244,12 @@ class AIMCriterion(Criterion):
         if n == 0:
             return {}
         a_n_np = novice_actions(novice, obs_np)
-        gaps = action_gaps(a_n_np, a_h_np, self.action_space)
-        first = not self.fitted
-        n_fit = n
-        if first:
-            # Hold out the last `holdout` of the warm-up by index (at least one step when n > 1).
-            n_fit = min(n - 1, int(round(n * (1.0 - self.holdout)))) if n > 1 else 1
-            n_fit = max(n_fit, 1)
+        gaps = mean_squared_gaps(a_n_np, a_h_np, self.action_space)
+        first = not self.ready
+        n_fit = holdout_split(n, self.holdout) if first else n
+        if first:  # eps from the training part of the warm-up; beta from the held-out part, below
             self.eps = float(gaps[:n_fit].mean())
-        obs_e, a_h, a_n = _obs_tensor(obs_np), self._action_tensor(a_h_np), self._action_tensor(a_n_np)
+        obs_e, a_h, a_n = as_obs_tensor(obs_np), self._action_tensor(a_h_np), self._action_tensor(a_n_np)
         mask = torch.as_tensor(gaps > self.eps, dtype=torch.float32)
 
         td_data = self._td_data(store, novice, exclude_expert_from=n_fit if first else None) if self.td else None
@@ -334,17 +269,17 @@ class AIMCriterion(Criterion):
             loss.backward()
             self.optimizer.step()
             if td_data is not None:
-                self._soft_update()
+                assert self.q_target is not None
+                soft_update(self.q, self.q_target, self.tau)
         self.q.eval()
 
         if first:
             hold = slice(n_fit, n) if n > n_fit else slice(0, n)
             q_hold = self.q_values(obs_np[hold], a_n_np[hold])
             self.beta = float(np.quantile(q_hold, 1.0 - self.delta))
-            self.fitted = True
+            self.ready = True
         if self.beta_update == "paper":
             self.estimates.clear()  # values of the old Q (rescore keeps the states instead)
-        self.updates += 1
         with torch.no_grad():
             q_n = self.q_values(obs_np, a_n_np)
         return {**info, "eps": self.eps, "beta": self.beta, "novice_far": float(mask.mean()),
@@ -365,47 +300,26 @@ class AIMCriterion(Criterion):
         if not keep.any():
             return None
         obs, next_obs, actions, terminated = obs[keep], next_obs[keep], actions[keep], terminated[keep]
-        data = {"obs": _obs_tensor(obs), "action": self._action_tensor(actions),
-                "next_obs": _obs_tensor(next_obs), "terminated": torch.as_tensor(terminated)}
+        data = {"obs": as_obs_tensor(obs), "action": self._action_tensor(actions),
+                "next_obs": as_obs_tensor(next_obs), "terminated": torch.as_tensor(terminated)}
         if self.td_next == "novice":
             # The novice is fixed while Q trains: its actions at s' are computed once.
             data["next_action"] = self._action_tensor(novice_actions(novice, next_obs))
         return data
 
     # -- checkpoints ----------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        if self.q is None or self.q_target is None or self.optimizer is None:
-            if self._pending_state is not None:
-                return dict(self._pending_state)
-            raise RuntimeError("AIMCriterion.bind() must be called before state_dict()")
-        return {
-            "np_random": rng_state(self.np_random),
-            "q": self.q.state_dict(),
-            "q_target": self.q_target.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "eps": float(self.eps),
-            "beta": float(self.beta),
-            "fitted": bool(self.fitted),
-            "updates": int(self.updates),
-            "estimates": [float(x) for x in self.estimates],
-            "recent_obs": torch.as_tensor(np.stack([o for o, _ in self._recent])) if self._recent else None,
-            "recent_actions": torch.as_tensor(np.stack([np.asarray(a) for _, a in self._recent])) if self._recent else None,
-        }
+    def _net_state(self) -> dict[str, Any]:
+        assert self.q is not None and self.q_target is not None and self.optimizer is not None
+        return {"q": self.q.state_dict(), "q_target": self.q_target.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "eps": float(self.eps), "beta": float(self.beta),
+                **self.estimates.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if self.q is None or self.q_target is None or self.optimizer is None:
-            self._pending_state = dict(state)  # applied by bind(), which builds the networks
-            return
-        set_rng_state(self.np_random, state["np_random"])
+    def _load_net_state(self, state: dict[str, Any]) -> None:
+        assert self.q is not None and self.q_target is not None and self.optimizer is not None
         self.q.load_state_dict(state["q"])
         self.q_target.load_state_dict(state["q_target"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.eps = float(state["eps"])
         self.beta = float(state["beta"])
-        self.fitted = bool(state["fitted"])
-        self.updates = int(state["updates"])
-        self.estimates = [float(x) for x in state["estimates"]]
-        self._recent = []
-        if state.get("recent_obs") is not None:
-            acts = state["recent_actions"].numpy()
-            self._recent = [(o, int(a) if self.discrete else a) for o, a in zip(state["recent_obs"].numpy(), acts, strict=True)]
+        self.estimates.load_state_dict(state, discrete=self.discrete)
+

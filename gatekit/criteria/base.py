@@ -1,23 +1,43 @@
-"""The Criterion interface: who should be in control on this step.
+"""The Criterion interface: who acts on this step, and when a learned gate trains.
 
-A criterion (a *gate*) is asked once per step by :class:`~gatekit.wrappers.InterventionWrapper`:
+A criterion (a *gate*) is asked once per step by :class:`~gatekit.wrappers.InterventionWrapper`
+and answers with a :class:`~gatekit.types.Decision`, *who acts on this step* (an absolute
+answer, whoever held control before):
 
-* while the novice is in control, :meth:`Criterion.takeover` — ``Verdict(switch=True)`` hands
-  control to the expert (a *switch*), and the expert's action is executed on this very step;
-* while the expert is in control, :meth:`Criterion.handback` — ``Verdict(switch=True)`` hands
-  control back to the novice, whose action is executed on this step.
+* while the novice is in control, :meth:`Criterion.takeover`: ``Decision(expert_acts=True)`` is
+  a take-over (a *switch*), and the expert's action is executed on this very step;
+* while the expert is in control, :meth:`Criterion.handback`: ``Decision(expert_acts=False)``
+  hands control back to the novice, whose action is executed on this step. By default the
+  expert keeps control exactly while the take-over condition holds.
 
 The :class:`~gatekit.types.GateContext` computes the expert's action only when read, so a
 robot-gated criterion that decides from the novice alone never makes the expert look.
 
 Lifecycle: :meth:`reset` at each episode start, :meth:`observe` after each step,
-:meth:`end_episode` when an episode ends (re-estimate thresholds here), :meth:`update` on the
-learner's schedule for gates that learn, :meth:`state_dict`/:meth:`load_state_dict` for
-checkpoints (plain Python values, numpy arrays and torch tensors only).
+:meth:`end_episode` when an episode ends (re-estimate thresholds here),
+:meth:`state_dict`/:meth:`load_state_dict` for checkpoints (plain Python values, numpy arrays
+and torch tensors only). Gates that learn own their schedule: the run loop asks
+:meth:`wants_update` after every step, whatever the learner does, and calls :meth:`update` with
+the record store and the current novice (anything with a deterministic ``predict_batch``, see
+:class:`~gatekit.policies.NovicePredictor`). Learned gates subclass
+:class:`~gatekit.criteria.learned.LearnedCriterion`, which brings the schedule.
+
+Example, a custom gate in five lines:
+    >>> import numpy as np
+    >>> from gatekit.types import Decision, GateContext
+    >>> class FarFromZero(Criterion):
+    ...     def takeover(self, ctx):
+    ...         gap = float(np.abs(ctx.novice_action).max())
+    ...         return Decision(expert_acts=gap > 0.5, score=gap)
+    >>> ctx = GateContext(obs=None, novice_action=np.array([0.9]), expert_in_control=False,
+    ...                   episode_step=0, expert_fn=lambda o: np.zeros(1))
+    >>> FarFromZero().decide(ctx)
+    Decision(expert_acts=True, score=0.9)
 """
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -25,25 +45,28 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
-from gatekit.types import GateContext, Transition, Verdict
+from gatekit.criteria.distances import mean_squared_gap
+from gatekit.types import Decision, GateContext, Transition, Verdict
 
 if TYPE_CHECKING:
     from gatekit.data import RecordStore
-    from gatekit.policies import Policy
+    from gatekit.policies import NovicePredictor
 
 
 class Criterion(ABC):
     """Base class of gates. Subclasses implement :meth:`takeover` and may override the rest.
 
-    Class attributes:
+    Attributes (class defaults; an instance may set its own in ``__init__``):
         name: the registry name.
         needs_log_prob: the criterion calls ``ctx.expert_log_prob`` (the expert must provide it).
         human_gated: the expert watches every step (every step is an expert query).
+        learns: the criterion trains on the records (:meth:`update` on its own schedule).
     """
 
     name: ClassVar[str] = ""
-    needs_log_prob: ClassVar[bool] = False
-    human_gated: ClassVar[bool] = False
+    needs_log_prob: bool = False
+    human_gated: bool = False
+    learns: bool = False
 
     def __init__(self) -> None:
         self.np_random = np.random.default_rng()
@@ -62,28 +85,28 @@ class Criterion(ABC):
             self.np_random = np.random.default_rng(seed)
 
     # -- the decision ---------------------------------------------------------------------
-    def decide(self, ctx: GateContext) -> Verdict:
+    def decide(self, ctx: GateContext) -> Decision:
         """Dispatch to :meth:`takeover` or :meth:`handback` by who is in control."""
-        verdict = self.handback(ctx) if ctx.expert_in_control else self.takeover(ctx)
-        if not isinstance(verdict, Verdict):
-            raise TypeError(f"{type(self).__name__} must return a Verdict, got {type(verdict).__name__}")
-        return verdict
+        answer = self.handback(ctx) if ctx.expert_in_control else self.takeover(ctx)
+        return _as_decision(self, answer, ctx.expert_in_control)
 
-    def decide_batch(self, ctxs: Sequence[GateContext]) -> list[Verdict]:
+    def decide_batch(self, ctxs: Sequence[GateContext]) -> list[Decision]:
         """Decide for a batch of envs (the vectorised wrapper). Override to batch networks."""
         return [self.decide(c) for c in ctxs]
 
     @abstractmethod
-    def takeover(self, ctx: GateContext) -> Verdict:
-        """Novice in control: should the expert take over on this step?"""
+    def takeover(self, ctx: GateContext) -> Decision:
+        """Novice in control: does the expert act on this step (take over)?"""
 
-    def handback(self, ctx: GateContext) -> Verdict:
-        """Expert in control: should the novice get control back on this step?
+    def handback(self, ctx: GateContext) -> Decision:
+        """Expert in control: does the expert keep acting on this step?
 
-        Default: hand back when the take-over condition no longer holds.
+        Default: the expert keeps control while the take-over condition holds.
         """
-        v = self.takeover(ctx)
-        return Verdict(switch=not v.switch, score=v.score)
+        answer = self.takeover(ctx)
+        if isinstance(answer, Verdict):  # an 0.1-style takeover: its switch meant "expert acts"
+            return Decision(expert_acts=answer.switch, score=answer.score)
+        return answer
 
     # -- bookkeeping hooks ----------------------------------------------------------------
     def observe(self, ctx: GateContext, record: Transition) -> None:
@@ -92,8 +115,13 @@ class Criterion(ABC):
     def end_episode(self) -> None:
         """After the last step of an episode."""
 
-    def update(self, store: RecordStore, novice: Policy | None) -> dict[str, float]:
-        """Learned gates train here on the learner's schedule; returns metrics to log."""
+    # -- learning -------------------------------------------------------------------------
+    def wants_update(self, store: RecordStore) -> bool:
+        """Whether :meth:`update` should run now. Gates that do not learn: never."""
+        return False
+
+    def update(self, store: RecordStore, novice: NovicePredictor | None) -> dict[str, float]:
+        """Train on the records with the current novice; returns metrics to log."""
         return {}
 
     def state_dict(self) -> dict[str, Any]:
@@ -104,10 +132,24 @@ class Criterion(ABC):
             self.np_random.bit_generator.state = state["np_random"]
 
 
+_warned: set[type] = set()
+
+
+def _as_decision(criterion: Criterion, answer: Any, expert_in_control: bool) -> Decision:
+    if isinstance(answer, Decision):
+        return answer
+    if isinstance(answer, Verdict):
+        cls = type(criterion)
+        if cls not in _warned:
+            _warned.add(cls)
+            warnings.warn(f"{cls.__name__} returns Verdict(switch=...), which is deprecated: return "
+                          f"Decision(expert_acts=...) (who acts on this step) from takeover and handback",
+                          DeprecationWarning, stacklevel=3)
+        return answer.to_decision(expert_in_control=expert_in_control)
+    raise TypeError(f"{type(criterion).__name__} must return a Decision, got {type(answer).__name__}")
+
+
 def action_gap(a: Any, b: Any, space: gym.Space | None) -> float:
-    """The action distance d used by gates: mean squared difference over action dimensions
-    for continuous actions, 0/1 (equal/different) for discrete ones."""
-    if isinstance(space, gym.spaces.Discrete):
-        return float(int(a) != int(b))
-    diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    return float(np.mean(diff * diff))
+    """The action distance d used by gates (kept for gatekit 0.1 callers): see
+    :func:`gatekit.criteria.distances.mean_squared_gap`."""
+    return mean_squared_gap(a, b, space)

@@ -1,8 +1,9 @@
 """DAgger's beta mixing: the expert's action is executed with probability beta.
 
 The expert labels every step (DAgger queries it on every state the learner visits); beta
-decays over *rounds*, and a round ends at each :meth:`DAggerCriterion.update` (the learner's
-retraining), as in ``imitation``'s ``DAggerTrainer``. The schedules follow ``imitation``'s
+decays over *rounds*, and a round ends every ``update_every`` new expert labels (the gate's own
+schedule; set it to the learner's round length, as ``imitation``'s ``DAggerTrainer`` retrains
+at the end of each round). The schedules follow ``imitation``'s
 ``LinearBetaSchedule`` and ``ExponentialBetaSchedule``.
 """
 
@@ -11,11 +12,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 from gatekit.criteria.base import Criterion
-from gatekit.types import GateContext, Verdict
+from gatekit.schedules import EveryKLabels
+from gatekit.types import Decision, GateContext
 
 if TYPE_CHECKING:
     from gatekit.data import RecordStore
-    from gatekit.policies import Policy
+    from gatekit.policies import NovicePredictor
 
 
 def beta_for_round(round_: int, *, schedule: str, beta: float, rampdown_rounds: int, decay: float) -> float:
@@ -47,9 +49,12 @@ class DAggerCriterion(Criterion):
         decay: per-round factor of the exponential schedule.
         query_every_step: the expert labels every visited state (DAgger). False queries it
             only on the steps it acts.
+        update_every: a round ends after this many new expert labels (every labelled step:
+            each visited state with ``query_every_step``, else each step the expert acted).
     """
 
     name = "dagger"
+    learns = True  # no networks, but its rounds advance on its own schedule
 
     def __init__(
         self,
@@ -59,6 +64,7 @@ class DAggerCriterion(Criterion):
         rampdown_rounds: int = 15,
         decay: float = 0.5,
         query_every_step: bool = True,
+        update_every: int = 200,
     ) -> None:
         super().__init__()
         if not 0.0 <= beta <= 1.0:
@@ -68,39 +74,39 @@ class DAggerCriterion(Criterion):
         if not 0.0 < decay <= 1.0:
             raise ValueError(f"decay must be in (0, 1], got {decay}")
         beta_for_round(0, schedule=schedule, beta=beta, rampdown_rounds=rampdown_rounds, decay=decay)
-        self.schedule = schedule
+        self.beta_schedule = schedule
         self.beta0 = float(beta)
         self.rampdown_rounds = int(rampdown_rounds)
         self.decay = float(decay)
         self.query_every_step = query_every_step
+        self.human_gated = bool(query_every_step)
+        self.schedule = EveryKLabels(k=update_every, labels="queried")
         self.round = 0
 
     @property
     def beta(self) -> float:
-        return beta_for_round(self.round, schedule=self.schedule, beta=self.beta0,
+        return beta_for_round(self.round, schedule=self.beta_schedule, beta=self.beta0,
                               rampdown_rounds=self.rampdown_rounds, decay=self.decay)
 
-    @property
-    def human_gated(self) -> bool:  # type: ignore[override]
-        return self.query_every_step
-
-    def takeover(self, ctx: GateContext) -> Verdict:
+    def takeover(self, ctx: GateContext) -> Decision:
         if self.query_every_step:
             _ = ctx.expert_action  # DAgger labels every visited state
         beta = self.beta
-        return Verdict(bool(self.np_random.random() < beta), beta)
+        return Decision(expert_acts=bool(self.np_random.random() < beta), score=beta)
 
-    def handback(self, ctx: GateContext) -> Verdict:
-        v = self.takeover(ctx)
-        return Verdict(not v.switch, v.score)
+    def wants_update(self, store: RecordStore) -> bool:
+        return self.schedule.due_in(store)
 
-    def update(self, store: RecordStore, novice: Policy | None) -> dict[str, float]:
+    def update(self, store: RecordStore, novice: NovicePredictor | None) -> dict[str, float]:
+        """A round ends: beta moves to the next round's value."""
+        self.schedule.mark_in(store)
         self.round += 1
         return {"beta": self.beta}
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "round": self.round}
+        return {**super().state_dict(), "round": self.round, "schedule_last": self.schedule.last}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.round = int(state.get("round", 0))
+        self.schedule.last = int(state.get("schedule_last", 0))

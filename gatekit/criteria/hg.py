@@ -22,7 +22,7 @@ import gymnasium as gym
 
 from gatekit.criteria.base import Criterion
 from gatekit.criteria.simple import ActionGapCriterion, ExpertLikelihoodCriterion
-from gatekit.types import GateContext, Verdict
+from gatekit.types import Decision, GateContext
 
 DEFAULT_THRESHOLDS = {"likelihood": 0.05, "action-gap": 0.1}
 
@@ -42,7 +42,7 @@ class HGDAggerCriterion(Criterion):
         >>> ctx = GateContext(obs=None, novice_action=np.array([0.0, 0.0]), expert_in_control=False,
         ...                   episode_step=0, expert_fn=lambda o: np.array([1.0, 0.0]))
         >>> c.decide(ctx)
-        Verdict(switch=True, score=0.5)
+        Decision(expert_acts=True, score=0.5)
     """
 
     name = "hg"
@@ -56,10 +56,7 @@ class HGDAggerCriterion(Criterion):
         value = DEFAULT_THRESHOLDS[rule] if threshold is None else threshold
         self.inner: Criterion = (ExpertLikelihoodCriterion(threshold=value) if rule == "likelihood"
                                  else ActionGapCriterion(threshold=value))
-
-    @property
-    def needs_log_prob(self) -> bool:  # type: ignore[override]
-        return self.inner.needs_log_prob
+        self.needs_log_prob = self.inner.needs_log_prob
 
     @property
     def threshold(self) -> float:
@@ -73,10 +70,10 @@ class HGDAggerCriterion(Criterion):
         super().reset(seed=seed)
         self.inner.reset(seed=seed)
 
-    def takeover(self, ctx: GateContext) -> Verdict:
+    def takeover(self, ctx: GateContext) -> Decision:
         return self.inner.takeover(ctx)
 
-    def handback(self, ctx: GateContext) -> Verdict:
+    def handback(self, ctx: GateContext) -> Decision:
         return self.inner.handback(ctx)
 
     def state_dict(self) -> dict[str, Any]:

@@ -6,8 +6,9 @@ import math
 
 import gymnasium as gym
 
-from gatekit.criteria.base import Criterion, action_gap
-from gatekit.types import GateContext, Verdict
+from gatekit.criteria.base import Criterion
+from gatekit.criteria.distances import mean_squared_gap
+from gatekit.types import Decision, GateContext
 
 
 class NeverCriterion(Criterion):
@@ -15,11 +16,8 @@ class NeverCriterion(Criterion):
 
     name = "never"
 
-    def takeover(self, ctx: GateContext) -> Verdict:
-        return Verdict(False)
-
-    def handback(self, ctx: GateContext) -> Verdict:
-        return Verdict(True)
+    def takeover(self, ctx: GateContext) -> Decision:
+        return Decision(expert_acts=False)
 
 
 class AlwaysCriterion(Criterion):
@@ -27,11 +25,8 @@ class AlwaysCriterion(Criterion):
 
     name = "always"
 
-    def takeover(self, ctx: GateContext) -> Verdict:
-        return Verdict(True)
-
-    def handback(self, ctx: GateContext) -> Verdict:
-        return Verdict(False)
+    def takeover(self, ctx: GateContext) -> Decision:
+        return Decision(expert_acts=True)
 
 
 class ActionGapCriterion(Criterion):
@@ -53,7 +48,7 @@ class ActionGapCriterion(Criterion):
         >>> ctx = GateContext(obs=None, novice_action=np.array([0.0, 0.0]), expert_in_control=False,
         ...                   episode_step=0, expert_fn=lambda o: np.array([1.0, 0.0]))
         >>> c.decide(ctx)
-        Verdict(switch=True, score=0.5)
+        Decision(expert_acts=True, score=0.5)
     """
 
     name = "action-gap"
@@ -65,11 +60,11 @@ class ActionGapCriterion(Criterion):
             raise ValueError(f"threshold must be a finite number >= 0, got {threshold}")
         self.threshold = float(threshold)
 
-    def takeover(self, ctx: GateContext) -> Verdict:
-        gap = action_gap(ctx.novice_action, ctx.expert_action, self.action_space)
+    def takeover(self, ctx: GateContext) -> Decision:
+        gap = mean_squared_gap(ctx.novice_action, ctx.expert_action, self.action_space)
         if isinstance(self.action_space, gym.spaces.Discrete):
-            return Verdict(gap > 0, gap)
-        return Verdict(gap > self.threshold, gap)
+            return Decision(expert_acts=gap > 0, score=gap)
+        return Decision(expert_acts=gap > self.threshold, score=gap)
 
 
 class ExpertLikelihoodCriterion(Criterion):
@@ -93,6 +88,6 @@ class ExpertLikelihoodCriterion(Criterion):
         self.threshold = float(threshold)
         self._log_threshold = math.log(self.threshold)
 
-    def takeover(self, ctx: GateContext) -> Verdict:
+    def takeover(self, ctx: GateContext) -> Decision:
         logp = ctx.expert_log_prob(ctx.novice_action)
-        return Verdict(logp < self._log_threshold, logp)
+        return Decision(expert_acts=logp < self._log_threshold, score=logp)

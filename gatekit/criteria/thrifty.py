@@ -1,9 +1,9 @@
 """Thrifty-DAgger (Hoque et al., CoRL 2021): take over on novel or risky states, robot-gated.
 
-The gate owns two learned parts, both trained in :meth:`ThriftyCriterion.update` (the learner's
-schedule):
+The gate owns two learned parts, both trained at each of its updates (every ``update_every``
+new expert labels, on its own schedule, whatever the learner):
 
-* **Novelty**: an :class:`~gatekit.criteria.ensemble.ActorEnsemble` of ``members`` BC actors
+* **Novelty**: an :class:`~gatekit.criteria.learned.ActorEnsemble` of ``members`` BC actors
   on bootstrap resamples of the expert-labelled (intervened) records. Novelty of a state is
   the mean over action dimensions of the members' variance there. Discrete actions: the
   variance of the members' action probabilities, averaged over actions (their disagreement).
@@ -58,25 +58,25 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from gatekit.criteria.base import Criterion
-from gatekit.criteria.ensemble import ActorEnsemble, labelled, novice_actions
-from gatekit.nets import QNet
-from gatekit.types import GateContext, Verdict
+from gatekit.criteria.distances import squared_gap, squared_gaps
+from gatekit.criteria.learned import (
+    ActorEnsemble,
+    LearnedCriterion,
+    RecentEstimates,
+    holdout_split,
+    labelled,
+)
+from gatekit.nets import QNet, soft_update
+from gatekit.policies import novice_actions
+from gatekit.types import Decision, GateContext
+from gatekit.validate import in_range, layer_sizes, positive
 
 if TYPE_CHECKING:
     from gatekit.data import RecordStore
-    from gatekit.policies import Policy
+    from gatekit.policies import NovicePredictor
 
 
-def squared_gap(a: Any, b: Any, space: gym.Space | None) -> float:
-    """``||a - b||^2`` (sum over dimensions); 0/1 for Discrete actions."""
-    if isinstance(space, gym.spaces.Discrete):
-        return float(int(np.asarray(a).reshape(())) != int(np.asarray(b).reshape(())))
-    diff = np.asarray(a, dtype=np.float64).reshape(-1) - np.asarray(b, dtype=np.float64).reshape(-1)
-    return float(np.sum(diff * diff))
-
-
-class ThriftyCriterion(Criterion):
+class ThriftyCriterion(LearnedCriterion):
     """Thrifty-DAgger's gate: ensemble novelty plus a task-success critic.
 
     Args:
@@ -93,21 +93,19 @@ class ThriftyCriterion(Criterion):
         q_batch_size: minibatch size of ``Q_risk``.
         q_steps_per_update: gradient steps of ``Q_risk`` at each update.
         gamma: discount of ``Q_risk`` (Thrifty-DAgger: 0.9999).
-        polyak: target-network averaging factor.
+        polyak: target-network averaging factor (the target keeps this fraction each step).
         success_reward_above: a terminated last step with a larger reward is a success.
         success_on_truncation: a truncated episode is a success (survival tasks).
         min_estimates: thresholds are re-estimated at an episode end only with more estimates.
         holdout: fraction of the first update's labelled records held out to set thresholds.
         rescore: re-score recent novice states at each update instead of clearing the estimates.
-        max_rescore: how many recent novice states ``rescore`` keeps (in memory only: a resumed
-            run starts with none).
+        max_rescore: how many recent novice states ``rescore`` keeps.
+        update_every: new expert-labelled (intervened) steps between updates.
 
     Example:
-        >>> import gymnasium as gym, numpy as np
         >>> c = ThriftyCriterion(alpha=0.1, members=2, hidden=[8], q_hidden=[8])
         >>> c.bind(gym.spaces.Box(-1, 1, (1,)), gym.spaces.Box(-1, 1, (1,)))
         >>> c.novelty_threshold, c.risk_threshold = 0.5, 0.2
-        >>> c.calibrated = True
         >>> c.rule_takeover(novelty=0.6, q=0.9), c.rule_takeover(novelty=0.1, q=0.1), c.rule_takeover(novelty=0.1, q=0.9)
         (True, True, False)
     """
@@ -115,38 +113,29 @@ class ThriftyCriterion(Criterion):
     name = "thrifty"
 
     def __init__(self, *, alpha: float = 0.05, members: int = 5, hidden: list[int] | None = None, lr: float = 1e-3,
-                 batch_size: int = 256, steps_per_update: int = 200, first_steps: int | None = None, q_hidden: list[int] | None = None,
-                 q_lr: float = 1e-3, q_batch_size: int = 256, q_steps_per_update: int = 200, gamma: float = 0.9999,
-                 polyak: float = 0.995, success_reward_above: float = 0.0, success_on_truncation: bool = False,
+                 batch_size: int = 256, steps_per_update: int = 200, first_steps: int | None = None,
+                 q_hidden: list[int] | None = None, q_lr: float = 1e-3, q_batch_size: int = 256,
+                 q_steps_per_update: int = 200, gamma: float = 0.9999, polyak: float = 0.995,
+                 success_reward_above: float = 0.0, success_on_truncation: bool = False,
                  min_estimates: int = 25, holdout: float = 0.1, rescore: bool = False,
-                 max_rescore: int = 5000) -> None:
-        super().__init__()
-        if not 0.0 < alpha < 1.0:
-            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+                 max_rescore: int = 5000, update_every: int = 25) -> None:
+        super().__init__(update_every=update_every, labels="intervened")
+        in_range("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
         if members < 2:
-            raise ValueError(f"members must be >= 2, got {members}")
-        if first_steps is not None and first_steps < 1:
-            raise ValueError(f"first_steps must be >= 1 or null, got {first_steps}")
+            raise ValueError(f"members must be >= 2 (an ensemble needs two to disagree), got {members}")
+        if first_steps is not None:
+            positive("first_steps", first_steps)
         for name, v in (("steps_per_update", steps_per_update), ("q_steps_per_update", q_steps_per_update),
-                        ("batch_size", batch_size), ("q_batch_size", q_batch_size)):
-            if v < 1:
-                raise ValueError(f"{name} must be >= 1, got {v}")
-        if lr <= 0 or q_lr <= 0:
-            raise ValueError(f"lr and q_lr must be > 0, got {lr} and {q_lr}")
-        if not 0.0 <= gamma <= 1.0:
-            raise ValueError(f"gamma must be in [0, 1], got {gamma}")
-        if not 0.0 <= polyak < 1.0:
-            raise ValueError(f"polyak must be in [0, 1), got {polyak}")
-        if min_estimates < 1:
-            raise ValueError(f"min_estimates must be >= 1, got {min_estimates}")
-        if not 0.0 < holdout < 1.0:
-            raise ValueError(f"holdout must be in (0, 1), got {holdout}")
-        if max_rescore < 1:
-            raise ValueError(f"max_rescore must be >= 1, got {max_rescore}")
+                        ("batch_size", batch_size), ("q_batch_size", q_batch_size), ("lr", lr), ("q_lr", q_lr),
+                        ("min_estimates", min_estimates), ("max_rescore", max_rescore)):
+            positive(name, v)
+        in_range("gamma", gamma, 0.0, 1.0)
+        in_range("polyak", polyak, 0.0, 1.0, high_open=True)
+        in_range("holdout", holdout, 0.0, 1.0, low_open=True, high_open=True)
         self.alpha = float(alpha)
         self.members = int(members)
-        self.hidden = list(hidden) if hidden is not None else [256, 256]
-        self.q_hidden = list(q_hidden) if q_hidden is not None else [256, 256]
+        self.hidden = layer_sizes("hidden", hidden if hidden is not None else [256, 256])
+        self.q_hidden = layer_sizes("q_hidden", q_hidden if q_hidden is not None else [256, 256])
         self.lr, self.q_lr = float(lr), float(q_lr)
         self.batch_size, self.q_batch_size = int(batch_size), int(q_batch_size)
         self.steps_per_update, self.q_steps_per_update = int(steps_per_update), int(q_steps_per_update)
@@ -154,26 +143,21 @@ class ThriftyCriterion(Criterion):
         self.gamma, self.polyak = float(gamma), float(polyak)
         self.success_reward_above = float(success_reward_above)
         self.success_on_truncation = bool(success_on_truncation)
-        self.min_estimates = int(min_estimates)
         self.holdout = float(holdout)
         self.rescore = bool(rescore)
-        self.max_rescore = int(max_rescore)
-        self._recent: list[tuple[np.ndarray, np.ndarray]] = []  # (obs, novice action), rescore only
+        self.estimates = RecentEstimates(("novelty", "risk"), min_estimates=min_estimates, keep_inputs=self.rescore,
+                                         max_inputs=int(max_rescore))
         self.ensemble: ActorEnsemble | None = None
         self.q: QNet | None = None
         self.q_target: QNet | None = None
         self.q_optimizer: torch.optim.Optimizer | None = None
-        self.calibrated = False
         self.novelty_threshold = math.inf
         self.risk_threshold = -math.inf
         self.q_median = 0.5
         self.gap_threshold = 0.0
-        self.novelty_estimates: list[float] = []
-        self.risk_estimates: list[float] = []
 
     # -- wiring ---------------------------------------------------------------------------
-    def bind(self, observation_space: gym.Space, action_space: gym.Space) -> None:
-        super().bind(observation_space, action_space)
+    def build(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         self.ensemble = ActorEnsemble(observation_space, action_space, members=self.members, hidden=self.hidden,
                                       lr=self.lr, batch_size=self.batch_size)
         self.q = QNet(observation_space, action_space, self.q_hidden)
@@ -182,18 +166,18 @@ class ThriftyCriterion(Criterion):
 
     # -- estimates ------------------------------------------------------------------------
     @torch.no_grad()
-    def success_prob(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    def success_prob(self, obs: np.ndarray, actions: Any) -> np.ndarray:
         """``Q_risk(s, a)`` for a batch."""
-        if self.q is None:
-            raise RuntimeError("ThriftyCriterion.bind() was not called")
+        self._require_built("success_prob()")
+        assert self.q is not None
         o = torch.as_tensor(np.asarray(obs))
         a = torch.as_tensor(np.asarray(actions))
         return torch.sigmoid(self.q(o, a)).cpu().numpy()
 
     def estimate(self, obs: Any, action: Any) -> tuple[float, float]:
         """(novelty, Q_risk) of one state and action."""
-        if self.ensemble is None:
-            raise RuntimeError("ThriftyCriterion.bind() was not called")
+        self._require_built("estimate()")
+        assert self.ensemble is not None
         o = np.asarray(obs)[None]
         _, var = self.ensemble.predict(o)
         q = self.success_prob(o, np.asarray(action)[None])
@@ -212,27 +196,19 @@ class ThriftyCriterion(Criterion):
             close = gap < self.gap_threshold
         return close and q > self.q_median
 
-    def takeover(self, ctx: GateContext) -> Verdict:
-        if not self.calibrated:
-            return Verdict(True)
+    def takeover(self, ctx: GateContext) -> Decision:
         novelty, q = self.estimate(ctx.obs, ctx.novice_action)
-        self.novelty_estimates.append(novelty)
-        self.risk_estimates.append(q)
-        if self.rescore:
-            self._recent.append((np.array(ctx.obs), np.array(ctx.novice_action)))
-            del self._recent[:-self.max_rescore]
-        return Verdict(self.rule_takeover(novelty=novelty, q=q), novelty)
+        self.estimates.add(ctx.obs, np.array(ctx.novice_action), novelty=novelty, risk=q)
+        return Decision(expert_acts=self.rule_takeover(novelty=novelty, q=q), score=novelty)
 
-    def handback(self, ctx: GateContext) -> Verdict:
-        if not self.calibrated:
-            return Verdict(False)
+    def handback(self, ctx: GateContext) -> Decision:
         gap = squared_gap(ctx.novice_action, ctx.expert_action, self.action_space)
         _, q = self.estimate(ctx.obs, ctx.novice_action)
-        return Verdict(self.rule_handback(gap=gap, q=q), gap)
+        return Decision(expert_acts=not self.rule_handback(gap=gap, q=q), score=gap)
 
     def end_episode(self) -> None:
-        if len(self.novelty_estimates) > self.min_estimates:
-            self.set_thresholds(np.asarray(self.novelty_estimates), np.asarray(self.risk_estimates))
+        if self.estimates.enough:
+            self.set_thresholds(self.estimates.values("novelty"), self.estimates.values("risk"))
 
     def set_thresholds(self, novelty: np.ndarray, q: np.ndarray) -> None:
         """Novelty threshold = ``1 - alpha`` quantile, risk threshold = ``alpha`` quantile,
@@ -242,47 +218,42 @@ class ThriftyCriterion(Criterion):
         self.q_median = float(np.median(q))
 
     # -- learning -------------------------------------------------------------------------
-    def update(self, store: RecordStore, novice: Policy | None) -> dict[str, float]:
-        if self.ensemble is None:
-            return {}
+    def fit(self, store: RecordStore, novice: NovicePredictor | None) -> dict[str, float]:
+        assert self.ensemble is not None and self.action_space is not None
         obs, acts = labelled(store, "intervened")
         n = len(obs)
         if n == 0:
             return {}
-        first = not self.calibrated
-        n_train = max(1, int(round(n * (1.0 - self.holdout)))) if first and n >= 2 else n
+        first = not self.ready
+        n_train = holdout_split(n, self.holdout) if first else n
         steps = self.first_steps if first and self.first_steps is not None else self.steps_per_update
         q_steps = self.first_steps if first and self.first_steps is not None else self.q_steps_per_update
         ens_loss = self.ensemble.fit(obs[:n_train], acts[:n_train], steps=steps, rng=self.np_random)
         q_loss = self._fit_q(store, q_steps)
         train_novice = self._novice_or_ensemble(novice, obs[:n_train])
-        self.gap_threshold = float(np.mean([squared_gap(a, b, self.action_space)
-                                            for a, b in zip(train_novice, acts[:n_train], strict=True)]))
+        self.gap_threshold = float(np.mean(squared_gaps(train_novice, acts[:n_train], self.action_space)))
         if first:
             held = obs[n_train:] if n_train < n else obs
             _, novelty = self.ensemble.predict(held)
             q = self.success_prob(held, self._novice_or_ensemble(novice, held))
             self.set_thresholds(novelty, q)
-            self.calibrated = True
-        self.novelty_estimates.clear()
-        self.risk_estimates.clear()
-        if self.rescore and self._recent:
-            recent_obs = np.stack([o for o, _ in self._recent])
-            recent_act = np.stack([a for _, a in self._recent])
+            self.ready = True
+        self.estimates.clear(inputs=False)  # the networks changed: old values are not comparable
+        if self.rescore and self.estimates.has_inputs():
+            recent_obs, recent_act = self.estimates.inputs()
             _, novelty_now = self.ensemble.predict(recent_obs)
-            q_now = self.success_prob(recent_obs, recent_act)
-            self.novelty_estimates = [float(x) for x in novelty_now]
-            self.risk_estimates = [float(x) for x in q_now]
-            if len(self.novelty_estimates) > self.min_estimates:
+            q_now = self.success_prob(recent_obs, np.stack(recent_act))
+            self.estimates.set_values(novelty=novelty_now, risk=q_now)
+            if self.estimates.enough:
                 self.set_thresholds(novelty_now, q_now)
         return {"ensemble_loss": ens_loss, "q_risk_loss": q_loss, "novelty_threshold": self.novelty_threshold,
                 "risk_threshold": self.risk_threshold, "gap_threshold": self.gap_threshold}
 
     def _novice_or_ensemble(self, novice: Any, obs: np.ndarray) -> np.ndarray:
-        out = novice_actions(novice, obs)
-        if out is None:
-            assert self.ensemble is not None
-            out, _ = self.ensemble.predict(obs)
+        if novice is not None:
+            return novice_actions(novice, obs)
+        assert self.ensemble is not None
+        out, _ = self.ensemble.predict(obs)
         return out
 
     def _fit_q(self, store: RecordStore, steps: int) -> float:
@@ -314,37 +285,29 @@ class ThriftyCriterion(Criterion):
             self.q_optimizer.zero_grad()
             loss.backward()
             self.q_optimizer.step()
-            with torch.no_grad():
-                for p, tp in zip(self.q.parameters(), self.q_target.parameters(), strict=True):
-                    tp.mul_(self.polyak).add_(p, alpha=1.0 - self.polyak)
+            soft_update(self.q, self.q_target, 1.0 - self.polyak)
             loss_v = float(loss.detach())
         return loss_v
 
     # -- checkpoints ----------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            **super().state_dict(), "calibrated": self.calibrated,
-            "novelty_threshold": self.novelty_threshold, "risk_threshold": self.risk_threshold,
-            "q_median": self.q_median, "gap_threshold": self.gap_threshold,
-            "novelty_estimates": list(self.novelty_estimates), "risk_estimates": list(self.risk_estimates),
-        }
-        if self.ensemble is not None and self.q is not None and self.q_target is not None and self.q_optimizer is not None:
-            state.update(ensemble=self.ensemble.state_dict(), q=self.q.state_dict(),
-                         q_target=self.q_target.state_dict(), q_optimizer=self.q_optimizer.state_dict())
-        return state
+    def _net_state(self) -> dict[str, Any]:
+        assert self.ensemble is not None and self.q is not None and self.q_target is not None
+        assert self.q_optimizer is not None
+        return {"novelty_threshold": self.novelty_threshold, "risk_threshold": self.risk_threshold,
+                "q_median": self.q_median, "gap_threshold": self.gap_threshold,
+                "ensemble": self.ensemble.state_dict(), "q": self.q.state_dict(),
+                "q_target": self.q_target.state_dict(), "q_optimizer": self.q_optimizer.state_dict(),
+                **self.estimates.state_dict()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.calibrated = bool(state.get("calibrated", False))
-        self.novelty_threshold = float(state.get("novelty_threshold", math.inf))
-        self.risk_threshold = float(state.get("risk_threshold", -math.inf))
-        self.q_median = float(state.get("q_median", 0.5))
-        self.gap_threshold = float(state.get("gap_threshold", 0.0))
-        self.novelty_estimates = [float(x) for x in state.get("novelty_estimates", [])]
-        self.risk_estimates = [float(x) for x in state.get("risk_estimates", [])]
-        if "ensemble" in state and self.ensemble is not None and self.q is not None:
-            assert self.q_target is not None and self.q_optimizer is not None
-            self.ensemble.load_state_dict(state["ensemble"])
-            self.q.load_state_dict(state["q"])
-            self.q_target.load_state_dict(state["q_target"])
-            self.q_optimizer.load_state_dict(state["q_optimizer"])
+    def _load_net_state(self, state: dict[str, Any]) -> None:
+        assert self.ensemble is not None and self.q is not None and self.q_target is not None
+        assert self.q_optimizer is not None
+        self.novelty_threshold = float(state["novelty_threshold"])
+        self.risk_threshold = float(state["risk_threshold"])
+        self.q_median = float(state["q_median"])
+        self.gap_threshold = float(state["gap_threshold"])
+        self.ensemble.load_state_dict(state["ensemble"])
+        self.q.load_state_dict(state["q"])
+        self.q_target.load_state_dict(state["q_target"])
+        self.q_optimizer.load_state_dict(state["q_optimizer"])
+        self.estimates.load_state_dict(state, discrete=isinstance(self.action_space, gym.spaces.Discrete))

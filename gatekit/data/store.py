@@ -47,7 +47,7 @@ import numpy as np
 
 from gatekit.data.log import RecordLog, make_schema
 from gatekit.errors import ConfigError, RunDirError, nearest
-from gatekit.types import Transition
+from gatekit.types import Labels, Transition
 
 if TYPE_CHECKING:
     from imitation.data.types import Transitions
@@ -348,8 +348,7 @@ class RecordStore:
         view.flags.writeable = False
         return view
 
-    def expert_labelled(self, *, source: Literal["intervened", "queried"] = "intervened",
-                        ) -> tuple[np.ndarray, np.ndarray]:
+    def expert_labelled(self, *, source: Labels = "intervened") -> tuple[np.ndarray, np.ndarray]:
         """``(obs, expert_action)`` copies of the steps that carry an expert label.
 
         Args:
@@ -364,6 +363,23 @@ class RecordStore:
             mask = self._cols["expert_queried"][:n]
             return self._cols["obs"][:n][mask], self._cols["expert_action"][:n][mask]
         raise ValueError(f"source must be 'intervened' or 'queried', got {source!r}")
+
+    def label_mask(self, labels: Labels) -> np.ndarray:
+        """Read-only boolean mask of the rows that carry an expert label of kind ``labels``:
+        ``"intervened"`` (the expert acted) or ``"queried"`` (the expert labelled the step)."""
+        if labels == "intervened":
+            return self.column("intervened")
+        if labels == "queried":
+            return self.column("expert_queried")
+        raise ValueError(f"labels must be 'intervened' or 'queried', got {labels!r}")
+
+    def count(self, labels: Labels) -> int:
+        """How many steps carry an expert label of kind ``labels`` (see :meth:`label_mask`)."""
+        if labels == "intervened":
+            return self._expert_steps
+        if labels == "queried":
+            return self._expert_queries
+        raise ValueError(f"labels must be 'intervened' or 'queried', got {labels!r}")
 
     def counts(self) -> dict[str, int]:
         """``total_steps``, ``expert_steps`` (intervened), ``expert_queries``, ``switches`` and

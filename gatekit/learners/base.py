@@ -1,11 +1,14 @@
 """The Learner interface: trains the novice from the records on its own schedule.
 
-The run loop asks the learner for the novice's action each step (:meth:`Learner.act`), hands
-it each step's record (:meth:`Learner.observe`, for learners that train every step), and asks
-:meth:`Learner.wants_update` after each step; when it says yes, :meth:`Learner.update` trains
-on the record store and the criterion's ``update`` follows on the same schedule. After the
-expert's warm-up (``budget.warmup_steps``) one update always runs.
+The run loop asks the learner for the novice's action each step (:meth:`Learner.act`, which may
+explore), hands it each step's record (:meth:`Learner.observe`, for learners that train every
+step), and asks :meth:`Learner.wants_update` after each step; when it says yes,
+:meth:`Learner.update` trains on the record store. After the expert's warm-up
+(``budget.warmup_steps``) one update always runs. The criterion keeps its own schedule: a
+learned gate trains whatever the learner says.
 
+:meth:`Learner.predict_batch` is the novice's *deterministic* action for a batch of
+observations (no exploration noise, no RNG drawn): learned gates re-score the novice with it.
 :meth:`Learner.policy` returns the deterministic novice used for evaluation; it must be
 picklable (evaluation may run in a worker process).
 """
@@ -18,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
+from gatekit.schedules import EveryKLabels
 from gatekit.types import Transition
+from gatekit.validate import in_range, positive
 
 if TYPE_CHECKING:
     from gatekit.data import RecordStore
@@ -28,15 +33,13 @@ if TYPE_CHECKING:
 
 def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
     """Raise a one-line ValueError naming ``name`` unless ``value`` is > 0 (or >= 0)."""
-    ok = value >= 0 if allow_zero else value > 0
-    if not (ok and np.isfinite(value)):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+    positive(name, value, allow_zero=allow_zero)
 
 
 def check_range(name: str, value: float, low: float, high: float) -> None:
     """Raise a one-line ValueError naming ``name`` unless ``low <= value <= high``."""
-    if not (low <= value <= high):
-        raise ValueError(f"{name} must be in [{low:g}, {high:g}], got {value}")
+    in_range(name, value, low, high)
+
 
 class Learner(ABC):
     """Base class of learner adapters. Constructors are keyword-only and take
@@ -58,6 +61,16 @@ class Learner(ABC):
     def policy(self) -> Policy:
         """The novice as a picklable deterministic :class:`~gatekit.policies.Policy`."""
 
+    def predict_batch(self, obs: Any) -> np.ndarray:
+        """The novice's deterministic actions for a batch of observations (int indices for
+        Discrete actions). The default calls :meth:`policy` on each observation; learners with
+        a batched forward pass override it."""
+        obs = np.asarray(obs)
+        if len(obs) == 0:
+            return np.zeros((0,))
+        novice = self.policy()
+        return np.stack([np.asarray(novice(o)) for o in obs])
+
     def observe(self, record: Transition, store: RecordStore) -> dict[str, float]:
         """Called after every step with its record; per-step learners train here."""
         return {}
@@ -78,25 +91,4 @@ class Learner(ABC):
         self.updates = int(state.get("updates", 0))
 
 
-class EveryKLabels:
-    """Schedule: update once every ``k`` new expert-labelled (intervened) steps.
-
-    Example:
-        >>> s = EveryKLabels(k=25)
-        >>> s.due(24), s.due(25)
-        (False, True)
-        >>> s.mark(25); s.due(49), s.due(50)
-        (False, True)
-    """
-
-    def __init__(self, *, k: int) -> None:
-        if k < 1:
-            raise ValueError(f"update_every must be >= 1, got {k}")
-        self.k = k
-        self.last = 0
-
-    def due(self, n_labels: int) -> bool:
-        return n_labels - self.last >= self.k
-
-    def mark(self, n_labels: int) -> None:
-        self.last = n_labels
+__all__ = ["EveryKLabels", "Learner", "check_positive", "check_range"]

@@ -1,112 +1,183 @@
-"""imitation's behaviour cloning as an interactive learner.
+"""Behaviour cloning of gatekit's own MLP actor (:class:`gatekit.nets.Actor`): ``mlp-bc``, and
+AIM's BC novice (``aim``, the same learner with AIM's release defaults).
 
-Every ``update_every`` new expert-labelled steps, the BC trainer of ``imitation`` is given all
-the expert-labelled steps so far and trains ``batches_per_update`` minibatches, warm-starting
-from the current policy (HG-DAgger's learner; with ``budget.warmup_steps`` only, plain BC).
+The schedule is the one of AIM's public release: every ``update_every`` new expert-labelled
+steps the actor is retrained, warm-started from its current weights, for ``iterations``
+iterations; each iteration draws a bootstrap resample of all expert-labelled steps and takes
+``steps_per_iteration`` Adam steps on minibatches of it. The first update (the end of the
+expert's warm-up) runs ``first_iterations`` iterations instead. Box actions: MSE to the
+expert's action through a ``tanh`` output scaled to the bounds; Discrete: cross-entropy.
+
+:class:`BCTrainer` holds that procedure on its own (the procedure, not the data plumbing), so
+that other learners can reuse it.
+
+Example:
+    >>> import gymnasium as gym, numpy as np
+    >>> learner = MLPBCLearner(observation_space=gym.spaces.Box(-1, 1, (3,)),
+    ...                        action_space=gym.spaces.Box(-1, 1, (1,)), hidden=[16])
+    >>> learner.predict_batch(np.zeros((4, 3), np.float32)).shape
+    (4, 1)
 """
 
 from __future__ import annotations
 
-import warnings
-from typing import TYPE_CHECKING, Any, Literal
+import copy
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 
-from gatekit.learners.base import EveryKLabels, Learner
-from gatekit.policies import Policy, SB3Policy
+from gatekit.learners.base import Learner, check_positive
+from gatekit.nets import (
+    Actor,
+    as_action_tensor,
+    as_obs_tensor,
+    bc_loss,
+    rng_state,
+    seeded_init,
+    set_rng_state,
+)
+from gatekit.policies import Policy, TorchModulePolicy, cast_action
+from gatekit.schedules import EveryKLabels
+from gatekit.types import Labels
+from gatekit.validate import layer_sizes, one_of
 
 if TYPE_CHECKING:
     from gatekit.data import RecordStore
 
 
-class ImitationBCLearner(Learner):
-    """Adapter around ``imitation.algorithms.bc.BC``.
+class BCTrainer:
+    """Bootstrapped, warm-started behaviour cloning of an :class:`~gatekit.nets.Actor`.
 
     Args:
-        update_every: retrain after this many new expert-labelled steps.
-        batches_per_update: minibatches of each retraining.
-        batch_size: minibatch size.
+        actor: the network to train (in place).
         lr: Adam learning rate.
-        net_arch: hidden layer sizes of the policy (an SB3 ``ActorCriticPolicy``).
-        ent_weight: imitation's entropy bonus weight.
-        l2_weight: imitation's L2 weight.
+        batch_size: minibatch size (capped at the number of labelled steps).
+        steps_per_iteration: Adam steps per bootstrap resample.
+        bootstrap: draw each iteration's data as a bootstrap resample (AIM's release); False
+            samples minibatches from all labelled steps.
+        rng: the generator of resamples and minibatches.
+    """
+
+    def __init__(self, actor: Actor, *, lr: float, batch_size: int, steps_per_iteration: int,
+                 bootstrap: bool, rng: np.random.Generator) -> None:
+        self.actor = actor
+        self.optimizer = torch.optim.Adam(actor.parameters(), lr=lr)
+        self.batch_size = batch_size
+        self.steps_per_iteration = steps_per_iteration
+        self.bootstrap = bootstrap
+        self.rng = rng
+
+    def fit(self, obs: torch.Tensor, actions: torch.Tensor, iterations: int) -> float:
+        """Train for ``iterations`` iterations on (obs, actions); returns the mean loss of the
+        last iteration (NaN without data)."""
+        n = len(obs)
+        if n == 0 or iterations < 1:
+            return float("nan")
+        b = min(self.batch_size, n)
+        self.actor.train()
+        last: list[torch.Tensor] = []
+        for _ in range(iterations):
+            pool = self.rng.integers(0, n, size=n) if self.bootstrap else None
+            last = []  # the loss of the last iteration only
+            for _ in range(self.steps_per_iteration):
+                pick = self.rng.integers(0, n, size=b)
+                idx = torch.as_tensor(pool[pick] if pool is not None else pick)
+                loss = bc_loss(self.actor, obs[idx], actions[idx])
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                last.append(loss.detach())
+        self.actor.eval()
+        return float(torch.stack(last).mean())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"actor": self.actor.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": rng_state(self.rng)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        set_rng_state(self.rng, state["rng"])
+
+
+class MLPBCLearner(Learner):
+    """Plain behaviour cloning on :class:`~gatekit.nets.Actor` with AIM's retraining schedule.
+
+    Args:
+        observation_space: the env's observation space (vector, or a ``(C, H, W)`` image stack).
+        action_space: Box (deterministic ``tanh`` actor, MSE) or Discrete (logits, cross-entropy).
+        seed: seeds the initial weights, the resamples and the minibatches.
+        hidden: hidden layer sizes of the actor (default ``[256, 256]``, ReLU).
+        update_every: retrain after this many new expert-labelled steps (K).
+        iterations: bootstrap iterations of each retraining.
+        first_iterations: iterations of the first training (end of the warm-up).
+        steps_per_iteration: Adam steps per iteration.
+        batch_size: minibatch size (capped at the number of labelled steps).
+        lr: Adam learning rate.
+        bootstrap: resample the data each iteration (AIM's release).
         labels: ``intervened`` trains on the steps the expert acted on (HG-DAgger, AIM);
             ``queried`` on every step the expert labelled (DAgger, Ensemble-DAgger).
     """
 
-    name = "bc"
+    name = "mlp-bc"
 
     def __init__(self, *, observation_space: gym.Space, action_space: gym.Space, seed: int = 0,
-                 update_every: int = 25, batches_per_update: int = 200, batch_size: int = 64,
-                 lr: float = 1e-3, net_arch: list[int] | None = None, ent_weight: float = 1e-3,
-                 l2_weight: float = 0.0, labels: Literal["intervened", "queried"] = "intervened") -> None:
+                 hidden: list[int] | None = None, update_every: int = 25, iterations: int = 25,
+                 first_iterations: int = 200, steps_per_iteration: int = 5, batch_size: int = 1024,
+                 lr: float = 1e-4, bootstrap: bool = True,
+                 labels: Labels = "intervened") -> None:
         super().__init__(observation_space=observation_space, action_space=action_space, seed=seed)
-        from imitation.algorithms import bc
-        from imitation.util import logger as imit_logger
-        from stable_baselines3.common.policies import ActorCriticPolicy
-
-        if batches_per_update < 1 or batch_size < 1:
-            raise ValueError("batches_per_update and batch_size must be >= 1")
-        if lr <= 0:
-            raise ValueError(f"lr must be > 0, got {lr}")
-        if labels not in ("intervened", "queried"):
-            raise ValueError(f"labels must be 'intervened' or 'queried', got {labels!r}")
-        self.schedule = EveryKLabels(k=update_every)
-        self.batches_per_update = batches_per_update
-        self.batch_size = batch_size
+        for name, value in (("iterations", iterations), ("first_iterations", first_iterations)):
+            check_positive(name, value, allow_zero=True)
+        for name, positive in (("steps_per_iteration", steps_per_iteration), ("batch_size", batch_size), ("lr", lr)):
+            check_positive(name, positive)
+        one_of("labels", labels, ("intervened", "queried"))
+        self.hidden = layer_sizes("hidden", hidden if hidden is not None else [256, 256])
+        self.schedule = EveryKLabels(k=update_every, labels=labels)
+        self.iterations = int(iterations)
+        self.first_iterations = int(first_iterations)
         self.labels = labels
-        arch = list(net_arch) if net_arch is not None else [64, 64]
-        policy = ActorCriticPolicy(observation_space, action_space, lr_schedule=lambda _: lr, net_arch=arch)
-        self.trainer = bc.BC(
-            observation_space=observation_space, action_space=action_space,
-            rng=np.random.default_rng(seed), policy=policy, batch_size=batch_size,
-            optimizer_kwargs={"lr": lr}, ent_weight=ent_weight, l2_weight=l2_weight, device="cpu",
-            # gatekit logs the run itself; imitation's own logger would print tables to stdout
-            custom_logger=imit_logger.configure(format_strs=[]),
-        )
-        self._act = SB3Policy(self.trainer.policy, observation_space, action_space, deterministic=True)
+        actor = seeded_init(seed, lambda: Actor(observation_space, action_space, self.hidden))
+        actor.eval()
+        self.trainer = BCTrainer(actor, lr=lr, batch_size=batch_size, steps_per_iteration=steps_per_iteration,
+                                 bootstrap=bootstrap, rng=np.random.default_rng(seed))
 
-    def _n_labels(self, store: RecordStore) -> int:
-        col = store.column("intervened" if self.labels == "intervened" else "expert_queried")
-        return int(col.sum())
+    @property
+    def actor(self) -> Actor:
+        return self.trainer.actor
+
+    # -- acting ------------------------------------------------------------------------------
+    def predict_batch(self, obs: Any) -> np.ndarray:
+        """The novice's actions for a batch of observations (int64 indices for Discrete)."""
+        return self.actor.act_batch(np.asarray(obs))
 
     def act(self, obs: Any) -> Any:
-        return self._act(obs)
+        return cast_action(self.predict_batch(np.asarray(obs)[None])[0], self.action_space)
 
     def policy(self) -> Policy:
-        from gatekit.learners.sb3 import clone_policy
+        return TorchModulePolicy(copy.deepcopy(self.actor).eval(), self.observation_space, self.action_space)
 
-        # rebuilt from its weights: torch refuses to deepcopy a policy right after training
-        return SB3Policy(clone_policy(self.trainer.policy), self.observation_space, self.action_space)
-
+    # -- learning ----------------------------------------------------------------------------
     def wants_update(self, store: RecordStore) -> bool:
-        # imitation's data loader needs at least one full batch of demonstrations
-        n = self._n_labels(store)
-        return n >= self.batch_size and self.schedule.due(n)
+        return self.schedule.due_in(store)
 
     def update(self, store: RecordStore) -> dict[str, float]:
-        from gatekit.data import to_transitions
-
-        mask = store.column("intervened" if self.labels == "intervened" else "expert_queried").astype(bool)
-        n = int(mask.sum())
-        if n < self.batch_size:
-            return {}  # not a full batch yet: the schedule stays due and retries later
-        self.schedule.mark(self._n_labels(store))
-        self.trainer.set_demonstrations(to_transitions(store, mask, actions="expert"))
-        with warnings.catch_warnings():
-            # imitation 1.0.1 logs a grad-carrying tensor with float(); harmless, and not ours to fix
-            warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True")
-            self.trainer.train(n_batches=self.batches_per_update, progress_bar=False, log_interval=10**9)
+        self.schedule.mark_in(store)
+        obs, actions = store.expert_labelled(source=self.labels)
+        if len(obs) == 0:
+            return {}
+        iterations = self.first_iterations if self.updates == 0 else self.iterations
+        loss = self.trainer.fit(as_obs_tensor(obs), as_action_tensor(actions, self.action_space), iterations)
         self.updates += 1
-        return {"bc/labels": float(n)}
+        return {"bc/loss": loss, "bc/labels": float(len(obs))}
 
+    # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "policy": self.trainer.policy.state_dict(),
-                "optimizer": self.trainer.optimizer.state_dict(), "schedule_last": self.schedule.last}
+        return {**super().state_dict(), **self.trainer.state_dict(), "schedule_last": self.schedule.last}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.trainer.policy.load_state_dict(state["policy"])
-        self.trainer.optimizer.load_state_dict(state["optimizer"])
+        self.trainer.load_state_dict(state)
         self.schedule.last = int(state.get("schedule_last", 0))

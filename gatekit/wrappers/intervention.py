@@ -54,7 +54,7 @@ from gatekit.criteria.base import Criterion
 from gatekit.errors import ExpertError, GatekitError
 from gatekit.experts.base import Expert
 from gatekit.policies import cast_action, check_spaces
-from gatekit.types import GateContext, Transition, Verdict
+from gatekit.types import Decision, GateContext, Transition, Verdict
 
 K_INTERVENED = "intervened"
 K_SWITCHED = "switched"
@@ -148,10 +148,12 @@ class StepGate:
                                f"set on_nonfinite='expert' to let the expert act instead")
         return self.context(obs, novice_action), ok
 
-    def resolve(self, ctx: GateContext, verdict: Verdict, novice_ok: bool) -> tuple[Any, dict[str, Any]]:
-        """Apply a verdict: update who is in control and return (executed_action, info)."""
+    def resolve(self, ctx: GateContext, decision: Decision, novice_ok: bool) -> tuple[Any, dict[str, Any]]:
+        """Apply a decision: update who is in control and return (executed_action, info)."""
         was_expert = self.expert_in_control
-        expert_now = (not verdict.switch) if was_expert else verdict.switch
+        if isinstance(decision, Verdict):  # a deprecated 0.1-style answer from a custom decide_batch
+            decision = decision.to_decision(expert_in_control=was_expert)
+        expert_now = bool(decision.expert_acts)
         if not novice_ok:
             expert_now = True  # a NaN action is never executed
         switched = expert_now and not was_expert
@@ -165,7 +167,7 @@ class StepGate:
             K_EXPERT_QUERIED: ctx.expert_queried,
             K_NOVICE_ACTION: ctx.novice_action,
             K_EXECUTED_ACTION: executed,
-            K_SCORE: float(verdict.score),
+            K_SCORE: float(decision.score),
             K_EPISODE_STEP: self.episode_step,
         }
         if ctx.expert_queried:
@@ -293,10 +295,10 @@ class InterventionWrapper(gym.Wrapper):
         gate = self.gate
         ctx, ok = gate.prepare(self._obs, action)
         if self.force_expert or not ok:
-            verdict = Verdict(not gate.expert_in_control)  # the expert takes or keeps control
+            decision = Decision(expert_acts=True)  # the expert takes or keeps control
         else:
-            verdict = self.criterion.decide(ctx)
-        executed, ginfo = gate.resolve(ctx, verdict, ok)
+            decision = self.criterion.decide(ctx)
+        executed, ginfo = gate.resolve(ctx, decision, ok)
         obs, reward, terminated, truncated, info = self.env.step(executed)
         record = gate.record(ctx, ginfo, float(reward), obs, terminated, truncated)
         if self.store is not None:

@@ -31,7 +31,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from gatekit.criteria.base import Criterion
 from gatekit.experts.base import Expert
-from gatekit.types import GateContext, Verdict
+from gatekit.types import Decision, GateContext
 from gatekit.wrappers.intervention import K_EPISODE, StepGate, Totals, check_components
 
 
@@ -99,12 +99,12 @@ class InterventionVecWrapper(VecEnvWrapper):
             raise RuntimeError("call reset() before step()")
         prepared = [g.prepare(self._obs[i], actions[i]) for i, g in enumerate(self.gates)]
         ask = [i for i, (_, ok) in enumerate(prepared) if ok]
-        verdicts: dict[int, Verdict] = dict(zip(ask, self.criterion.decide_batch([prepared[i][0] for i in ask]), strict=True))
+        decisions: dict[int, Decision] = dict(zip(ask, self.criterion.decide_batch([prepared[i][0] for i in ask]), strict=True))
         executed = []
         self._pending = []
         for i, (g, (ctx, ok)) in enumerate(zip(self.gates, prepared, strict=True)):
-            verdict = verdicts.get(i, Verdict(not g.expert_in_control))
-            action, ginfo = g.resolve(ctx, verdict, ok)
+            decision = decisions.get(i, Decision(expert_acts=True))  # a NaN novice action: the expert acts
+            action, ginfo = g.resolve(ctx, decision, ok)
             executed.append(action)
             self._pending.append((ctx, ginfo))
         self.venv.step_async(np.stack([np.asarray(a) for a in executed]))

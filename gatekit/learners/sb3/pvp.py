@@ -34,13 +34,15 @@ from stable_baselines3.common.utils import polyak_update
 from torch.nn import functional as F
 
 from gatekit.learners.base import Learner, check_positive, check_range
-from gatekit.learners.sb3 import (
+from gatekit.learners.sb3.common import (
+    StoreFedReplay,
     buffer_action,
-    build_offpolicy,
+    build_model,
     clone_policy,
     load_model_state,
     model_state,
     policy_kwargs_for,
+    predict_batch,
 )
 from gatekit.nets import is_image
 from gatekit.policies import Policy, SB3Policy, cast_action
@@ -182,7 +184,7 @@ class PVPDQN(_PVPMixin, DQN):  # type: ignore[misc]  # replay_buffer narrowed to
         self._n_updates += gradient_steps
 
 
-class PVPLearner(Learner):
+class PVPLearner(StoreFedReplay, Learner):
     """PVP: TD3 (Box actions) or DQN (Discrete) trained on proxy values, every env step.
 
     Args:
@@ -243,7 +245,7 @@ class PVPLearner(Learner):
         self.first_update_steps = int(first_update_steps)
         arch = policy_kwargs_for(observation_space, net_arch, cnn_features=cnn_features,
                                  default_arch=[] if is_image(observation_space) else [256, 256])
-        self.model = build_offpolicy(algo, observation_space, action_space, seed=seed, learning_rate=lr,
+        self.model = build_model(algo, observation_space, action_space, seed=seed, learning_rate=lr,
                                      buffer_size=buffer_size, batch_size=batch_size, gamma=gamma, tau=tau,
                                      learning_starts=learning_starts, policy_kwargs=arch,
                                      replay_buffer_class=PVPReplayBuffer, **extra)
@@ -252,7 +254,6 @@ class PVPLearner(Learner):
         self.model.q_value_bound = float(q_value_bound)
         self.model.last_critic_loss = float("nan")
         self.steps = 0
-        self._refill = False
 
     # -- acting ------------------------------------------------------------------------------
     def act(self, obs: Any) -> Any:
@@ -262,29 +263,18 @@ class PVPLearner(Learner):
     def policy(self) -> Policy:
         return SB3Policy(clone_policy(self.model.policy), self.observation_space, self.action_space, deterministic=True)
 
+    def predict_batch(self, obs: Any) -> np.ndarray:
+        return predict_batch(self.model, obs)
+
     # -- learning ----------------------------------------------------------------------------
-    def _add(self, obs: Any, next_obs: Any, executed: Any, novice: Any, terminated: bool, intervened: bool) -> None:
+    def _add(self, *, obs: Any, next_obs: Any, executed: Any, novice: Any, reward: float, terminated: bool,
+             intervened: bool) -> None:
         buf = self.model.human_buffer if intervened else self.model.replay_buffer
         buf.add_pvp(obs, next_obs, buffer_action(self.model, executed, self.action_space),
                     buffer_action(self.model, novice, self.action_space), terminated, intervened)
 
-    def _refill_from(self, store: RecordStore) -> None:
-        cols = {k: store.column(k) for k in ("obs", "next_obs", "executed_action", "novice_action", "terminated",
-                                             "intervened")}
-        for i in range(len(store)):
-            self._add(cols["obs"][i], cols["next_obs"][i], cols["executed_action"][i], cols["novice_action"][i],
-                      bool(cols["terminated"][i]), bool(cols["intervened"][i]))
-
     def observe(self, record: Transition, store: RecordStore) -> dict[str, float]:
-        if self._refill:
-            self._refill_from(store)  # includes this record
-            self._refill = False
-        else:
-            # terminated only: a time-limit truncation is not a terminal state, so it bootstraps
-            self._add(record.obs, record.next_obs, record.executed_action, record.novice_action, record.terminated,
-                      record.intervened)
-        self.steps += 1
-        self.model.num_timesteps = self.steps
+        self._feed(record, store)
         if isinstance(self.model, DQN):
             self.model._on_step()  # SB3's per-step hook: the target network's update schedule
         if self.steps > self.learning_starts and self.steps % self.train_freq == 0:
@@ -309,4 +299,4 @@ class PVPLearner(Learner):
         load_model_state(self.model, state)
         self.steps = int(state["steps"])
         self.model.pvp_rng.bit_generator.state = state["rng"]
-        self._refill = True
+        self._refill_next()
