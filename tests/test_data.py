@@ -386,6 +386,7 @@ def test_reopen_after_mid_file_damage_keeps_records_in_place_and_never_reuses_st
         store = RecordStore.open(path, BOX, DISC)
     (w,) = caught
     msg = str(w.message)
+    assert warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line).count("\n") == 1
     assert "\n" not in msg and "4 damaged records" in msg and f"{h + 5 * f}-{h + 6 * f}" in msg
     assert "torn tail" in msg and "2 regions" in msg
     kept = [0, 1, 2, 3, 4, 6, 10, 11, 12, 13, 14, 15, 16, 17, 18]

@@ -280,8 +280,10 @@ class RecordStore:
             top = max(self._episode_ids, default=-1)
             self._lost_episodes = max(0, int(top) + 1 - len(self._episode_ids))
         if on_damage == "warn" and report.damaged:
-            warnings.warn(f"{report.summary()}; the intact records were kept and nothing was moved",
-                          RecordLogWarning, stacklevel=2)
+            # warn_explicit with no source line: stderr shows exactly one line, which still
+            # goes through the warning filters (-W error::..., pytest.warns, "ignore").
+            warnings.warn_explicit(f"{report.summary()}; the intact records were kept and nothing was moved",
+                                   RecordLogWarning, filename="gatekit", lineno=0, module="gatekit.data.store")
         return self
 
     # -- writing -------------------------------------------------------------------------
