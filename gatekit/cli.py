@@ -229,5 +229,25 @@ def train_expert_cmd(recipe: Path, overrides: tuple[str, ...], out: Path | None,
     stdout.print(f"expert: {res['expert']}")
 
 
+@main.command("check")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_clean_errors
+def check_cmd(run_dir: Path, as_json: bool) -> None:
+    """Check the files of a run folder (read-only): record log frames (intact, damaged, torn
+    tail, with byte ranges), recipe.yaml, results.json and the checkpoints. Exit 0: healthy;
+    1: damage found; 2: not a run folder."""
+    from gatekit.check import check_run
+
+    report = check_run(run_dir)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for line in report.lines():
+            click.echo(line)
+    if not report.healthy:
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

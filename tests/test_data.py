@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import math
 import os
 import shutil
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gatekit.data import RecordStore, read_log, to_transitions
+from gatekit.data import (
+    LogReport,
+    RecordLogWarning,
+    RecordStore,
+    read_log,
+    scan_log,
+    to_transitions,
+)
 from gatekit.data.log import MAGIC
 from gatekit.data.store import COLUMNS
 from gatekit.errors import ConfigError, RunDirError
@@ -178,9 +187,17 @@ def _build(tmp_path: Path, n: int = 20) -> tuple[Path, dict[str, bytes], dict[st
 
 def _check_resumed(path: Path, snap: dict[str, bytes], k: int, torn: int, info: dict[str, int]) -> None:
     """Reopen: ``k`` records kept, ``torn`` bytes reported and saved; appending still works."""
-    with RecordStore.open(path, BOX, DISC) as store:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        store = RecordStore.open(path, BOX, DISC)
+    # Silent for a crash's torn write; a warning once a whole frame at the end was lost.
+    assert [str(w.message) for w in caught if w.category is RecordLogWarning] == \
+        ([store.log_report.summary() + "; the intact records were kept and nothing was moved"]
+         if torn >= info["frame_bytes"] else [])
+    with store:
         assert len(store) == k
         assert store.recovered_torn_bytes == torn
+        assert store.log_report is not None and store.log_report.damaged_records == 0
         assert (store.recovered_torn_path is not None) == bool(torn)
         for name in COLUMNS:
             per_row = len(snap[name]) // info["records"]
@@ -226,18 +243,6 @@ def test_corrupt_last_frame_is_skipped(tmp_path: Path) -> None:
         _check_resumed(path, snap, n - 1, f, info)
 
 
-def test_corruption_mid_file_skips_rest_but_keeps_it_aside(tmp_path: Path) -> None:
-    orig, snap, info = _build(tmp_path)
-    h, f, total = info["header_bytes"], info["frame_bytes"], info["file_bytes"]
-    path = tmp_path / "mid.gkr"
-    data = bytearray(orig.read_bytes())
-    data[h + 5 * f + 20] ^= 0x01
-    path.write_bytes(bytes(data))
-    _check_resumed(path, snap, 5, total - h - 5 * f, info)
-    (saved,) = tmp_path.glob("mid.gkr.torn-*")
-    assert saved.read_bytes() == bytes(data[h + 5 * f:])  # nothing destroyed
-
-
 def test_corrupt_header_is_one_line_run_dir_error(tmp_path: Path) -> None:
     orig, _, info = _build(tmp_path)
     cases = {
@@ -260,6 +265,274 @@ def test_corrupt_header_is_one_line_run_dir_error(tmp_path: Path) -> None:
         with pytest.raises(RunDirError):
             RecordStore.open(path, BOX, DISC)
         assert path.read_bytes() == content  # refused without touching the file
+
+
+# -- damage in the middle: a damaged record costs that record only ----------------------------
+
+
+def _damaged_copy(orig: Path, path: Path, edit: Any) -> bytes:
+    data = bytearray(orig.read_bytes())
+    edit(data)
+    path.write_bytes(bytes(data))
+    return bytes(data)
+
+
+def _report(path: Path) -> LogReport:
+    report = read_log(path)[2]["report"]
+    assert isinstance(report, LogReport)
+    return report
+
+
+def test_flipped_byte_mid_file_costs_that_record_only(tmp_path: Path) -> None:
+    orig, snap, info = _build(tmp_path)
+    h, f = info["header_bytes"], info["frame_bytes"]
+    keep = [i for i in range(20) if i != 5]
+    # the length field, the CRC field, and a payload byte of record 5
+    for pos in (h + 5 * f, h + 5 * f + 6, h + 5 * f + 20, h + 6 * f - 1):
+        path = tmp_path / f"flip{pos}.gkr"
+        _damaged_copy(orig, path, lambda d, pos=pos: d.__setitem__(pos, d[pos] ^ 0x01))
+        _, cols, got = read_log(path)
+        np.testing.assert_array_equal(cols["step"], keep)  # before AND after the damage
+        report = got["report"]
+        assert (report.records, report.damaged_records, report.skipped_records) == (19, 1, 1)
+        assert report.damaged_ranges == ((h + 5 * f, h + 6 * f),)
+        assert (report.torn_tail_bytes, got["torn_bytes"], report.damaged, report.clean) == (0, 0, True, False)
+        for name in COLUMNS:
+            rows = np.frombuffer(snap[name], dtype=cols[name].dtype).reshape(20, *cols[name].shape[1:])
+            assert cols[name].tobytes() == rows[keep].tobytes(), name
+    assert scan_log(path) == report  # the constant-memory scan agrees
+
+
+def test_several_damaged_regions_are_each_reported(tmp_path: Path) -> None:
+    orig, _, info = _build(tmp_path, n=30)
+    h, f = info["header_bytes"], info["frame_bytes"]
+
+    def edit(d: bytearray) -> None:
+        d[h + 2 * f + 30] ^= 0x80  # records 2 and 3: one region of two records
+        d[h + 3 * f + 9] ^= 0x04
+        d[h + 9 * f + 1] ^= 0x10  # record 9
+        d[h + 14 * f + 50:h + 16 * f - 3] = bytes(2 * f - 53)  # records 14 and 15 zeroed
+        d[h] ^= 0x01  # record 0: damage right after the header is in the middle too
+
+    path = tmp_path / "many.gkr"
+    _damaged_copy(orig, path, edit)
+    _, cols, got = read_log(path)
+    lost = {0, 2, 3, 9, 14, 15}
+    np.testing.assert_array_equal(cols["step"], [i for i in range(30) if i not in lost])
+    report = got["report"]
+    assert report.damaged_ranges == ((h, h + f), (h + 2 * f, h + 4 * f), (h + 9 * f, h + 10 * f),
+                                     (h + 14 * f, h + 16 * f))
+    assert (report.damaged_records, report.torn_tail_bytes) == (6, 0)
+    summary = report.summary()
+    assert "\n" not in summary and "6 damaged records" in summary and "4 regions" in summary
+    assert f"{h}-{h + f}" in summary and "(+1 more)" in summary
+    json.dumps(report.to_dict())  # JSON-able for results.json
+    assert report.to_dict()["damaged_ranges"][1] == [h + 2 * f, h + 4 * f]
+
+
+def test_inserted_or_deleted_bytes_resync_off_the_frame_grid(tmp_path: Path) -> None:
+    orig, _, info = _build(tmp_path)
+    h, f = info["header_bytes"], info["frame_bytes"]
+    for name, edit, region, counted in (
+        ("deleted", lambda d: d.__delitem__(slice(h + 5 * f + 10, h + 5 * f + 20)), f - 10, 1),
+        ("inserted", lambda d: d.__setitem__(slice(h + 5 * f + 10, h + 5 * f + 10), b"\xab" * 7), f + 7, 2),
+        # 10 bytes of record 5 and the last f - 3 of record 7 remain: 3 records in f + 7 bytes
+        ("spanning", lambda d: d.__delitem__(slice(h + 5 * f + 10, h + 7 * f + 3)), f + 7, 2),
+    ):
+        path = tmp_path / f"{name}.gkr"
+        _damaged_copy(orig, path, edit)
+        _, cols, got = read_log(path)
+        lost = {5} if name != "spanning" else {5, 6, 7}
+        np.testing.assert_array_equal(cols["step"], [i for i in range(20) if i not in lost])
+        report = got["report"]
+        assert report.damaged_ranges == ((h + 5 * f, h + 5 * f + region),)
+        assert (report.damaged_records, report.torn_tail_bytes) == (counted, 0)  # rounded up
+        with pytest.warns(RecordLogWarning):
+            store = RecordStore.open(path, BOX, DISC)
+        with store:
+            # the step column's gap wins where the byte count falls short (bytes deleted)
+            assert store.lost_steps == max(counted, len(lost))
+            nxt = store.counts()["total_steps"]
+            assert nxt >= 20 and nxt == len(store) + store.lost_steps
+            store.append(make_t(nxt, BOX, DISC, np.random.default_rng(3)))
+        _, cols, _ = read_log(path)
+        assert cols["step"][-1] == nxt and len(set(cols["step"].tolist())) == len(cols["step"])
+    # Off the grid near the end: the last record is confirmed by the end of the file, and the
+    # one before a torn tail by the torn frame's length field.
+    for name, edit, keep, tail in (
+        ("last", lambda d: d.__delitem__(slice(h + 18 * f + 10, h + 18 * f + 20)), [*range(18), 19], 0),
+        ("before-torn", lambda d: (d.__delitem__(slice(-5, None)), d.__delitem__(slice(h + 17 * f + 10, h + 17 * f + 20))),
+         [*range(17), 18], f - 5),
+    ):
+        path = tmp_path / f"{name}.gkr"
+        _damaged_copy(orig, path, edit)
+        _, cols, got = read_log(path)
+        assert cols["step"].tolist() == keep
+        assert (got["report"].damaged_records, got["torn_bytes"]) == (1, tail)
+
+
+def test_reopen_after_mid_file_damage_keeps_records_in_place_and_never_reuses_step_ids(tmp_path: Path) -> None:
+    orig, snap, info = _build(tmp_path)
+    h, f = info["header_bytes"], info["frame_bytes"]
+    path = tmp_path / "mid.gkr"
+
+    def edit(d: bytearray) -> None:
+        d[h + 5 * f + 20] ^= 0x01  # record 5
+        d[h + 7 * f + 20:h + 9 * f + 20] = bytes(2 * f)  # records 7, 8 and 9 (zeroed), episode 1 gone
+        del d[-10:]  # and a torn tail: record 19's frame cut short
+
+    damaged = _damaged_copy(orig, path, edit)
+    with pytest.warns(RecordLogWarning) as caught:
+        store = RecordStore.open(path, BOX, DISC)
+    (w,) = caught
+    msg = str(w.message)
+    assert warnings.formatwarning(w.message, w.category, w.filename, w.lineno, w.line).count("\n") == 1
+    assert "\n" not in msg and "4 damaged records" in msg and f"{h + 5 * f}-{h + 6 * f}" in msg
+    assert "torn tail" in msg and "2 regions" in msg
+    kept = [0, 1, 2, 3, 4, 6, 10, 11, 12, 13, 14, 15, 16, 17, 18]
+    with store:
+        assert len(store) == 15 and store.lost_steps == 4
+        np.testing.assert_array_equal(store.step, kept)
+        report = store.log_report
+        assert report is not None and report.damaged_ranges == ((h + 5 * f, h + 6 * f), (h + 7 * f, h + 10 * f))
+        assert report.torn_tail_bytes == f - 10 and report.torn_saved_to == str(store.recovered_torn_path)
+        c = store.counts()
+        # Numbering goes on after record 18 (the torn record 19's id is used again, as before).
+        assert c["total_steps"] == 19
+        assert c["episodes"] == 1 + 18 // 7  # episode ids 0..2; none reused even if one were lost
+        for i in range(3):
+            store.append(make_t(c["total_steps"] + i, BOX, DISC, np.random.default_rng(i)))
+    now = path.read_bytes()
+    assert now[:h + 19 * f] == damaged[:h + 19 * f]  # intact records and damage untouched in place
+    assert [p.name for p in tmp_path.glob("mid.gkr.*")] == [Path(str(store.recovered_torn_path)).name]
+    _, cols, again = read_log(path)
+    np.testing.assert_array_equal(cols["step"], [*kept, 19, 20, 21])
+    assert again["report"].damaged_ranges == report.damaged_ranges and again["torn_bytes"] == 0
+    for name in COLUMNS:  # the intact records are byte-for-byte the originals
+        rows = np.frombuffer(snap[name], dtype=cols[name].dtype).reshape(20, *cols[name].shape[1:])
+        assert cols[name][:15].tobytes() == rows[kept].tobytes(), name
+
+
+def test_episode_numbering_continues_when_whole_episodes_are_lost(tmp_path: Path) -> None:
+    path = tmp_path / "ep.gkr"
+    store, _ = fill(path, 30)  # episode = step // 7
+    store.close()
+    info = read_log(path)[2]
+    h, f = info["header_bytes"], info["frame_bytes"]
+    _damaged_copy(path, path, lambda d: d.__setitem__(slice(h + 7 * f, h + 21 * f), bytes(14 * f)))
+    with pytest.warns(RecordLogWarning, match="14 damaged records"):
+        store = RecordStore.open(path, BOX, DISC)
+    with store:
+        assert sorted(set(store.episode.tolist())) == [0, 3, 4]
+        assert store.counts() == {**store.counts(), "total_steps": 30, "episodes": 5}
+
+
+def test_damage_warning_and_refusal(tmp_path: Path) -> None:
+    orig, _, info = _build(tmp_path)
+    h, f = info["header_bytes"], info["frame_bytes"]
+    # A crash's torn write (less than one frame) stays silent, as before.
+    path = tmp_path / "torn.gkr"
+    _damaged_copy(orig, path, lambda d: d.__delitem__(slice(-5, None)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        RecordStore.open(path, BOX, DISC).close()
+    # Damage with on_damage="raise": one line, and the file (torn tail included) is untouched.
+    path = tmp_path / "mid.gkr"
+    content = _damaged_copy(orig, path, lambda d: (d.__setitem__(h + 3 * f + 9, d[h + 3 * f + 9] ^ 1),
+                                                    d.__delitem__(slice(-5, None))))
+    with pytest.raises(RunDirError, match="1 damaged record skipped") as exc:
+        RecordStore.open(path, BOX, DISC, on_damage="raise")
+    assert "gatekit check" in one_line(exc)
+    assert path.read_bytes() == content and not list(tmp_path.glob("mid.gkr.*"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with RecordStore.open(path, BOX, DISC, on_damage="ignore") as store:
+            assert store.log_report is not None and store.log_report.damaged_records == 1
+    with pytest.raises(ValueError, match="on_damage"):
+        RecordStore.open(path, BOX, DISC, on_damage="skip")  # type: ignore[arg-type]
+
+
+def test_every_header_byte_damaged_is_a_one_line_error(tmp_path: Path) -> None:
+    orig, _, info = _build(tmp_path, n=3)
+    raw = orig.read_bytes()
+    path = tmp_path / "h.gkr"
+    for pos in range(info["header_bytes"]):
+        data = bytearray(raw)
+        data[pos] ^= 0x5A
+        path.write_bytes(bytes(data))
+        with pytest.raises(RunDirError) as exc:
+            read_log(path)
+        assert str(path) in one_line(exc), pos
+    for pos in (0, len(MAGIC) + 1, len(MAGIC) + 5, info["header_bytes"] - 1):
+        data = bytearray(raw)
+        data[pos] ^= 0x5A
+        path.write_bytes(bytes(data))
+        with pytest.raises(RunDirError) as exc:
+            RecordStore.open(path, BOX, DISC)
+        one_line(exc)
+        assert path.read_bytes() == bytes(data)
+
+
+_PROPERTY_N = 24
+
+
+@pytest.fixture(scope="module")
+def property_log(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, dict[str, int]]:
+    path = tmp_path_factory.mktemp("prop") / "base.gkr"
+    store, _ = fill(path, _PROPERTY_N)
+    store.close()
+    return path.read_bytes(), read_log(path)[2]
+
+
+_mutation = st.one_of(
+    st.tuples(st.just("flip"), st.floats(0, 1, exclude_max=True), st.integers(1, 255)),
+    st.tuples(st.just("zero"), st.floats(0, 1, exclude_max=True), st.integers(1, 400)),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(mutations=st.lists(_mutation, max_size=6), cut=st.none() | st.floats(0, 1))
+def test_property_untouched_records_survive_any_damage(property_log: tuple[bytes, dict[str, int]],
+                                                       mutations: list[tuple[str, float, int]],
+                                                       cut: float | None) -> None:
+    """Random flips, zeroed ranges and a truncation: every record whose bytes were untouched is
+    read exactly once, in order; the skipped count equals the records that were touched."""
+    raw, info = property_log
+    h, f = info["header_bytes"], info["frame_bytes"]
+    data = bytearray(raw)
+    body = len(raw) - h
+    for kind, where, arg in mutations:
+        pos = h + int(where * body)
+        if kind == "flip":
+            data[pos] ^= arg
+        else:
+            end = min(pos + arg, len(data))
+            data[pos:end] = bytes(end - pos)
+    if cut is not None:
+        del data[h + int(cut * body):]
+    untouched, touched = [], 0
+    for k in range(_PROPERTY_N):
+        a = h + k * f
+        if a >= len(data):
+            break  # cut off entirely: not in the file at all
+        if data[a:a + f] == raw[a:a + f]:
+            untouched.append(k)
+        else:
+            touched += 1
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "r.gkr"
+        path.write_bytes(bytes(data))
+        _, cols, got = read_log(path)
+        report = got["report"]
+        assert cols["step"].tolist() == untouched
+        assert report.skipped_records == touched
+        assert report.records + report.skipped_records == -(-(len(data) - h) // f)
+        with RecordStore.open(path, BOX, DISC, on_damage="ignore") as store:
+            assert store.step.tolist() == untouched
+            steps = store.counts()["total_steps"]
+            assert steps >= (untouched[-1] + 1 if untouched else 0)  # no step id is used twice
+            assert store.lost_steps == report.damaged_records
+        assert path.read_bytes() == bytes(data[:report.torn_tail_offset])  # only the tail was cut
 
 
 # -- crashes ----------------------------------------------------------------------------------

@@ -47,10 +47,20 @@ before :meth:`RecordLog.append` returns; nothing is buffered in user space. Henc
   ``sync_seconds = 0`` fsyncs every record; ``math.inf`` disables the timer.
 
 What a power loss can lose is thus bounded by ``max(k expert-labelled records, sync_seconds of
-records)``. A crash leaves at worst a torn tail: :func:`read_log` stops at the first short
-frame or CRC mismatch, reports the skipped bytes as ``torn_bytes`` and never raises for it.
-:meth:`RecordLog.open` copies such a tail to a side file (``<name>.torn-<offset>-<time>``, so
-nothing is ever destroyed) before truncating it and appending after the last good record.
+records)``. A crash leaves at worst a torn tail: :func:`read_log` reports it (``torn_bytes``)
+and never raises for it. :meth:`RecordLog.open` copies such a tail to a side file
+(``<name>.torn-<offset>-<time>``, so nothing is ever destroyed) before truncating it and
+appending after the last intact record.
+
+Damage. A damaged record costs that record only. A frame whose length or CRC is wrong
+anywhere in the file (a flipped bit, a zeroed block, even inserted or deleted bytes) is
+skipped: the reader resynchronises on the next intact frame (see :class:`_Frames` for why a
+false match is practically impossible) and reads every intact record before and after it.
+:class:`LogReport` says what was skipped: the damaged regions between intact records (count
+and byte ranges) apart from the torn tail. Reopening for append leaves damaged regions in
+place (nothing is moved or rewritten) and only cuts the torn tail. Damage in the header
+(magic line, schema) is a one-line :class:`~gatekit.errors.RunDirError`: without the schema
+no record can be read.
 
 Write errors (disk full, permission, I/O) raise :class:`~gatekit.errors.RunDirError` with one
 line naming the file and the fix; a half-written frame is truncated away, so the log stays
@@ -69,7 +79,8 @@ import threading
 import time
 import weakref
 import zlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +93,8 @@ try:  # advisory lock against two runs appending to one file; absent on Windows
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["FORMAT_VERSION", "MAGIC", "RecordLog", "make_schema", "read_log"]
+__all__ = ["FORMAT_VERSION", "MAGIC", "LogReport", "RecordLog", "RecordLogWarning", "make_schema", "read_log",
+           "scan_log"]
 
 MAGIC = b"GATEKIT-RECORDS 1\n"
 FORMAT_VERSION = 1
@@ -207,13 +219,234 @@ def _parse_header(fh: Any, path: Path) -> tuple[dict[str, Any], int]:
 # -- reading --------------------------------------------------------------------------------
 
 
-def _read(fh: Any, path: Path, *, spare: bool = False,
-          check: Callable[[dict[str, Any]], None] | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, int]]:
+class RecordLogWarning(UserWarning):
+    """A record log lost records beyond the one torn write a crash can leave (see :class:`LogReport`)."""
+
+
+@dataclass(frozen=True)
+class LogReport:
+    """What reading a record log found: intact records, damage in the middle, a torn tail.
+
+    Byte offsets are from the start of the file; ranges are half-open ``[start, end)``.
+
+    Attributes:
+        path: the log file.
+        records: intact frames read (length and CRC both good).
+        damaged_records: records lost to damage *between* intact records. Exact when the damage
+            kept the frame grid (flipped or zeroed bytes: each damaged region is a whole number
+            of frames); rounded up when bytes were inserted or deleted.
+        damaged_ranges: the byte range of each damaged region between intact records, in file
+            order. These bytes stay in the file: nothing is moved or rewritten.
+        torn_tail_bytes: bytes after the last intact record that hold no intact frame (0: none).
+            Fewer than ``frame_bytes`` is the trace of a crash mid-write; more means complete
+            records at the end failed their check (a power loss, or damage).
+        torn_tail_offset: where the torn tail starts (``file_bytes`` when there is none).
+        header_bytes: bytes of the magic line and schema.
+        frame_bytes: bytes per frame (8 + the schema's ``record_size``).
+        file_bytes: the file's size when it was read.
+        torn_saved_to: the side file :meth:`RecordLog.open` copied the torn tail to before cutting
+            it off (None when nothing was cut).
+    """
+
+    path: str
+    records: int
+    damaged_records: int
+    damaged_ranges: tuple[tuple[int, int], ...]
+    torn_tail_bytes: int
+    torn_tail_offset: int
+    header_bytes: int
+    frame_bytes: int
+    file_bytes: int
+    torn_saved_to: str | None = None
+
+    @property
+    def torn_tail_records(self) -> int:
+        """Frames the torn tail spans, rounded up (a partly written one counts)."""
+        return -(-self.torn_tail_bytes // self.frame_bytes)
+
+    @property
+    def skipped_records(self) -> int:
+        """Every record not read: ``damaged_records + torn_tail_records``."""
+        return self.damaged_records + self.torn_tail_records
+
+    @property
+    def clean(self) -> bool:
+        """Every byte after the header belongs to an intact frame."""
+        return not self.damaged_ranges and not self.torn_tail_bytes
+
+    @property
+    def damaged(self) -> bool:
+        """Records were lost beyond the one torn write a crash can leave: damage between intact
+        records, or a torn tail of at least one whole frame."""
+        return bool(self.damaged_ranges) or self.torn_tail_bytes >= self.frame_bytes
+
+    def summary(self, *, max_ranges: int = 3) -> str:
+        """One line: what was kept, what was skipped and where."""
+        parts = [f"record log '{self.path}': {self.records} intact records"]
+        if self.damaged_ranges:
+            shown = ", ".join(f"{a}-{b}" for a, b in self.damaged_ranges[:max_ranges])
+            more = len(self.damaged_ranges) - max_ranges
+            n = len(self.damaged_ranges)
+            parts.append(f"{self.damaged_records} damaged record{'s' * (self.damaged_records != 1)} skipped in "
+                         f"{n} region{'s' * (n != 1)} at bytes {shown}{f' (+{more} more)' if more > 0 else ''}")
+        if self.torn_tail_bytes:
+            what = "torn tail" if self.torn_tail_bytes < self.frame_bytes else \
+                f"damaged tail ({self.torn_tail_records} records)"
+            saved = f", saved to '{self.torn_saved_to}'" if self.torn_saved_to else ""
+            parts.append(f"{what} of {self.torn_tail_bytes} bytes at byte {self.torn_tail_offset}{saved}")
+        if self.clean:
+            parts.append("no damage")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict (for results.json): the fields plus ``torn_tail_records``,
+        ``skipped_records``, ``clean`` and ``damaged``; ranges as ``[start, end]`` lists."""
+        out = asdict(self)
+        out["damaged_ranges"] = [list(r) for r in self.damaged_ranges]
+        out.update(torn_tail_records=self.torn_tail_records, skipped_records=self.skipped_records,
+                   clean=self.clean, damaged=self.damaged)
+        return out
+
+
+def _frame_dtype(record_size: int) -> np.dtype:
+    """Length, CRC and opaque payload of one frame."""
+    if record_size:
+        return np.dtype([("length", "<u4"), ("crc", "<u4"), ("payload", f"V{record_size}")])
+    return np.dtype([("length", "<u4"), ("crc", "<u4")])
+
+
+class _Frames:
+    """Finds the intact frames of a log body, resynchronising after damage.
+
+    A frame is intact when its length field equals the schema's record size and the CRC32 of
+    its payload matches. After a bad frame at offset ``p`` the scan looks for the next intact
+    frame at any offset after ``p`` (so inserted or deleted bytes are survived too), and takes
+    the first candidate ``q`` that is either
+
+    * on the old grid (``q - p`` a multiple of the frame size): exactly the test every frame of
+      an undamaged log passes, so resynchronising adds no false positive there; or
+    * off the grid, and *confirmed*: the frame after it is intact too, or ``q`` ends exactly at
+      the end of the file, or only a partial frame (whose length field, if present, is right)
+      follows. A false candidate would need a matching length and CRC twice over
+      (about 2**-64 per offset), or within one frame of the end of the file.
+
+    Everything between intact frames is a damaged region; a region that runs to the end of
+    the file is the torn tail.
+    """
+
+    def __init__(self, fh: Any, start: int, end: int, record_size: int) -> None:
+        self.fh, self.start, self.end = fh, start, end
+        self.record_size = record_size
+        self.frame = _U32X2.size + record_size
+        self.pattern = struct.pack("<I", record_size)
+        self.spans: list[tuple[int, int]] = []  # [start, end) of each run of intact frames
+
+    def _pread(self, offset: int, size: int) -> bytes:
+        self.fh.seek(offset)
+        return bytes(self.fh.read(max(0, min(size, self.end - offset))))
+
+    def _intact_at(self, buf: bytes, i: int) -> bool:
+        """The frame at ``buf[i:]`` is complete, has the right length and a matching CRC."""
+        f = self.frame
+        if len(buf) < i + f or buf[i:i + 4] != self.pattern:
+            return False
+        return zlib.crc32(memoryview(buf)[i + _U32X2.size:i + f]) == struct.unpack_from("<I", buf, i + 4)[0]
+
+    def _confirmed(self, buf: bytes, j: int, offset: int) -> bool:
+        """What follows an off-grid candidate (at ``buf[j:]``, file ``offset``) backs it up."""
+        rest = self.end - offset
+        if rest == 0:
+            return True
+        if rest < self.frame:
+            return rest < 4 or buf[j:j + 4] == self.pattern
+        return self._intact_at(buf, j)
+
+    def _resync(self, p: int) -> int | None:
+        """Offset of the first acceptable frame after the bad one at ``p``; None: there is none."""
+        f = self.frame
+        window = max(_READ_CHUNK_BYTES, f)
+        pos = p + 1
+        while self.end - pos >= f:
+            buf = self._pread(pos, window + 2 * f)
+            i = buf.find(self.pattern)
+            while 0 <= i < window:
+                q = pos + i
+                if self.end - q < f:
+                    return None
+                if self._intact_at(buf, i) and ((q - p) % f == 0 or self._confirmed(buf, i + f, q + f)):
+                    return q
+                i = buf.find(self.pattern, i + 1)
+            pos += window
+        return None
+
+    def _intact_prefix(self, buf: bytes, k: int) -> int:
+        """How many of the ``k`` frames at the start of ``buf`` are intact, in a row."""
+        heads = np.frombuffer(buf, dtype=_frame_dtype(self.record_size), count=k)
+        good = k
+        bad_len = np.flatnonzero(heads["length"] != self.record_size)
+        if bad_len.size:
+            good = int(bad_len[0])
+        mv = memoryview(buf)
+        size, f = self.record_size, self.frame
+        for i, crc in enumerate(heads["crc"][:good].tolist()):
+            start = i * f + _U32X2.size
+            if zlib.crc32(mv[start:start + size]) != crc:
+                return i
+        return good
+
+    def runs(self) -> Iterator[tuple[int, bytes, int]]:
+        """Yield ``(offset, buf, count)``: ``count`` intact frames at the start of ``buf``,
+        found at file ``offset``; in file order."""
+        f = self.frame
+        per_chunk = max(1, _READ_CHUNK_BYTES // f)
+        p = self.start
+        while self.end - p >= f:
+            want = min(per_chunk, (self.end - p) // f)
+            buf = self._pread(p, want * f)
+            k = len(buf) // f
+            good = self._intact_prefix(buf, k) if k else 0
+            if good:
+                if self.spans and self.spans[-1][1] == p:
+                    self.spans[-1] = (self.spans[-1][0], p + good * f)
+                else:
+                    self.spans.append((p, p + good * f))
+                yield p, buf, good
+                p += good * f
+            if k < want:  # the file shrank while we read it: what is left is a tail
+                self.end = min(self.end, p + len(buf) - good * f)
+                break
+            if good == k:
+                continue
+            q = self._resync(p)
+            if q is None:
+                break
+            p = q
+
+    def report(self, path: Path, header_bytes: int) -> LogReport:
+        """The damaged regions and torn tail around :attr:`spans` (call after :meth:`runs`)."""
+        f = self.frame
+        gaps, prev = [], self.start
+        for a, b in self.spans:
+            if a > prev:
+                gaps.append((prev, a))
+            prev = b
+        tail_at = prev
+        records = sum(b - a for a, b in self.spans) // f
+        return LogReport(path=str(path), records=records, damaged_records=sum(-(-(b - a) // f) for a, b in gaps),
+                         damaged_ranges=tuple(gaps), torn_tail_bytes=max(self.end - tail_at, 0),
+                         torn_tail_offset=tail_at, header_bytes=header_bytes, frame_bytes=f,
+                         file_bytes=self.end)
+
+
+def _read(fh: Any, path: Path, *, spare: bool = False, columns: bool = True,
+          check: Callable[[dict[str, Any]], None] | None = None,
+          ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
     """Read a whole log from the open binary file ``fh``.
 
     With ``spare`` the column arrays get room to grow (their first ``records`` rows are the
-    data); otherwise they have exactly ``records`` rows. ``check`` sees the schema before the
-    body is read and may raise.
+    data); otherwise they have exactly ``records`` rows. Without ``columns`` only the frames
+    are checked (the arrays are empty). ``check`` sees the schema before the body is read and
+    may raise.
     """
     schema, header_bytes = _parse_header(fh, path)
     if check is not None:
@@ -221,69 +454,69 @@ def _read(fh: Any, path: Path, *, spare: bool = False,
     record_size = int(schema["record_size"])
     frame = _U32X2.size + record_size
     file_bytes = os.fstat(fh.fileno()).st_size
-    n_max = max(file_bytes - header_bytes, 0) // frame
+    n_max = max(file_bytes - header_bytes, 0) // frame if columns else 0
     capacity = max(256, 2 * n_max) if spare else n_max
     dtype = _payload_dtype(schema)
-    columns = {f["name"]: np.empty((capacity, *f["shape"]), dtype=np.dtype(f["dtype"])) for f in schema["fields"]}
-    head_dtype = np.dtype([("length", "<u4"), ("crc", "<u4"), ("payload", f"V{record_size}")]) if record_size \
-        else np.dtype([("length", "<u4"), ("crc", "<u4")])
-    per_chunk = max(1, _READ_CHUNK_BYTES // frame)
+    cols = {f["name"]: np.empty((capacity, *f["shape"]), dtype=np.dtype(f["dtype"])) for f in schema["fields"]}
+    frames = _Frames(fh, header_bytes, file_bytes, record_size)
     n = 0
-    while n < n_max:
-        buf = fh.read(min(per_chunk, n_max - n) * frame)
-        k = len(buf) // frame
-        if k == 0:
-            break
-        heads = np.frombuffer(buf, dtype=head_dtype, count=k)
-        good = k
-        bad_len = np.flatnonzero(heads["length"] != record_size)
-        if bad_len.size:
-            good = int(bad_len[0])
-        mv = memoryview(buf)
-        crcs = heads["crc"][:good].tolist()
-        for i, crc in enumerate(crcs):
-            start = i * frame + _U32X2.size
-            if zlib.crc32(mv[start:start + record_size]) != crc:
-                good = i
-                break
-        if good:
+    for _, buf, good in frames.runs():
+        if columns:
             rows = np.frombuffer(buf, dtype=dtype, count=good)
-            for name, col in columns.items():
+            for name, col in cols.items():
                 col[n:n + good] = rows[name]
         n += good
-        if good < k:
-            break
-    torn = file_bytes - header_bytes - n * frame
-    info = {"records": n, "torn_bytes": int(torn), "torn_offset": header_bytes + n * frame,
-            "header_bytes": header_bytes, "frame_bytes": frame, "file_bytes": int(file_bytes)}
+    report = frames.report(path, header_bytes)
+    info = {"records": n, "torn_bytes": report.torn_tail_bytes, "torn_offset": report.torn_tail_offset,
+            "header_bytes": header_bytes, "frame_bytes": frame, "file_bytes": report.file_bytes,
+            "report": report}
     if not spare:
-        columns = {name: col[:n] for name, col in columns.items()}
-    return schema, columns, info
+        cols = {name: col[:n] for name, col in cols.items()}
+    return schema, cols, info
 
 
-def read_log(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, int]]:
-    """Read a record log, skipping (and reporting) a torn or corrupt tail.
+def _reading(path: str | os.PathLike[str], **kw: Any) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+    p = Path(path)
+    try:
+        with open(p, "rb") as fh:
+            return _read(fh, p, **kw)
+    except OSError as exc:
+        if isinstance(exc, RunDirError):
+            raise
+        raise _io_error(p, exc, doing="read", fix="check the path and its permissions") from exc
+
+
+def read_log(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+    """Read a record log: every intact record, past any damage, which is skipped and reported.
+
+    Never raises for damage after the header: a torn tail (a crash mid-write) and damaged
+    regions between intact records (a flipped bit, a zeroed block) are skipped, and every
+    intact record before and after them is read. Nothing is written. :func:`read_log` does
+    not warn: look at ``info["report"]``.
 
     Args:
         path: the log file.
 
     Returns:
         ``(schema, columns, info)``: the header's schema dict; one array per field, of shape
-        ``(records, *field_shape)``; and ``info`` with ``records`` (complete frames read),
-        ``torn_bytes`` (bytes from the first short or corrupt frame to the end, skipped; 0 for a
-        clean file), ``torn_offset``, ``header_bytes``, ``frame_bytes`` and ``file_bytes``.
+        ``(records, *field_shape)`` (intact records in file order); and ``info`` with
+        ``records`` (intact frames read), ``torn_bytes`` and ``torn_offset`` (the torn tail,
+        as in :class:`LogReport`), ``header_bytes``, ``frame_bytes``, ``file_bytes`` and
+        ``report`` (the :class:`LogReport`, with the damaged regions between intact records).
 
     Raises:
         RunDirError: the file is missing or unreadable, or its header is corrupt.
     """
-    p = Path(path)
-    try:
-        with open(p, "rb") as fh:
-            return _read(fh, p)
-    except OSError as exc:
-        if isinstance(exc, RunDirError):
-            raise
-        raise _io_error(p, exc, doing="read", fix="check the path and its permissions") from exc
+    return _reading(path)
+
+
+def scan_log(path: str | os.PathLike[str]) -> LogReport:
+    """Check every frame of a record log without loading it (constant memory).
+
+    Raises:
+        RunDirError: the file is missing or unreadable, or its header is corrupt.
+    """
+    return _reading(path, columns=False)[2]["report"]
 
 
 # -- writing --------------------------------------------------------------------------------
@@ -471,19 +704,28 @@ class RecordLog:
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, max_unsynced: int = 8, sync_seconds: float = 2.0,
              check: Callable[[dict[str, Any]], None] | None = None,
+             inspect: Callable[[LogReport], None] | None = None,
              ) -> tuple[RecordLog, dict[str, np.ndarray], dict[str, Any]]:
         """Open an existing log for appending, after reading it and cutting off a torn tail.
+
+        Damaged regions between intact records stay where they are (every intact record on
+        both sides is read, and readers skip the damage again each time); only a torn tail is
+        cut off, after it has been copied to a side file. New records go after the last intact
+        record.
 
         Args:
             path: the log file.
             max_unsynced: see the module docstring.
             sync_seconds: see the module docstring.
             check: called with the file's schema before anything is modified; raise to refuse.
+            inspect: called with the :class:`LogReport` before anything is modified; raise to
+                refuse (e.g. to stop on damage).
 
         Returns:
             ``(log, columns, info)``: columns as in :func:`read_log` but with spare rows (their
             first ``info["records"]`` rows are the data), and ``info`` as there plus
-            ``torn_saved_to`` (the side file holding the torn tail, or None).
+            ``torn_saved_to`` (the side file holding the torn tail, or None; also in
+            ``info["report"].torn_saved_to``).
 
         Raises:
             RunDirError: missing, unreadable or locked file, corrupt header, or an I/O error
@@ -507,6 +749,8 @@ class RecordLog:
                 raise
             except OSError as exc:
                 raise _io_error(path, exc, doing="read") from exc
+            if inspect is not None:
+                inspect(info["report"])
             saved: Path | None = None
             if info["torn_bytes"]:
                 saved = cls._save_torn_tail(fd, path, info)
@@ -520,7 +764,8 @@ class RecordLog:
         except BaseException:
             os.close(fd)
             raise
-        return log, columns, {**info, "torn_saved_to": saved}
+        report = info["report"] if saved is None else replace(info["report"], torn_saved_to=str(saved))
+        return log, columns, {**info, "torn_saved_to": saved, "report": report}
 
     @staticmethod
     def _save_torn_tail(fd: int, path: Path, info: Mapping[str, int]) -> Path:
@@ -582,8 +827,9 @@ class RecordLog:
             try:
                 _write_all(fd, frame)
             except BaseException as exc:
-                # A torn frame mid-file would hide every later record from readers: cut it off
-                # (also on KeyboardInterrupt, which can land between two partial writes).
+                # A torn frame mid-file would shift every later record off the frame grid
+                # (readers would have to resynchronise past it): cut it off (also on
+                # KeyboardInterrupt, which can land between two partial writes).
                 if getattr(exc, "written", 0):
                     try:
                         os.ftruncate(fd, self._size)

@@ -39,13 +39,14 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import gymnasium as gym
 import numpy as np
 
-from gatekit.data.log import RecordLog, make_schema
+from gatekit.data.log import LogReport, RecordLog, RecordLogWarning, make_schema
 from gatekit.errors import ConfigError, RunDirError, nearest
 from gatekit.types import Labels, Transition
 
@@ -139,6 +140,11 @@ class RecordStore:
     Attributes:
         recovered_torn_bytes: bytes of torn tail cut off when the log was reopened (0 if none).
         recovered_torn_path: the side file those bytes were saved to (None if none).
+        log_report: what :meth:`open` found in the log (a
+            :class:`~gatekit.data.log.LogReport`: intact records, damaged regions with byte
+            ranges, torn tail); None for a store that read no log (in memory or just created).
+        lost_steps: steps whose records were lost to damage between intact records (0 unless
+            :meth:`open` found such damage); :meth:`counts` includes them in ``total_steps``.
     """
 
     _log: RecordLog | None
@@ -183,6 +189,9 @@ class RecordStore:
         self._last_episode: int | None = None
         self.recovered_torn_bytes = 0
         self.recovered_torn_path: Path | None = None
+        self.log_report: LogReport | None = None
+        self.lost_steps = 0
+        self._lost_episodes = 0
 
     def _alloc(self, capacity: int) -> None:
         self._cols = {name: np.empty((capacity, *shape), dtype=dt) for name, (dt, shape) in self._fields.items()}
@@ -191,16 +200,43 @@ class RecordStore:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], observation_space: gym.Space, action_space: gym.Space, *,
-             max_unsynced: int = 8, sync_seconds: float = 2.0) -> RecordStore:
+             max_unsynced: int = 8, sync_seconds: float = 2.0,
+             on_damage: Literal["warn", "raise", "ignore"] = "warn") -> RecordStore:
         """Load an existing record log and keep appending to it.
 
         A torn tail (a crash mid-write) is reported in :attr:`recovered_torn_bytes`, saved to
-        a side file and cut off; every complete record before it is loaded.
+        a side file and cut off; every complete record before it is loaded. Damaged records
+        between intact ones are skipped, every intact record on both sides is loaded, and the
+        damaged bytes stay in the file (:attr:`log_report` says where).
+
+        Step ids are never reused. The wrapper numbers steps by ``counts()["total_steps"]``;
+        after damage between intact records that count is ``len(store) + lost_steps``, where
+        :attr:`lost_steps` is the larger of the damaged records counted from the bytes and the
+        gap the step column shows (last intact ``step + 1 - len(store)``), so numbering goes on
+        after the last intact record. Likewise ``counts()["episodes"]`` is at least the last
+        intact episode id + 1. A torn tail is cut as before and its step id is used again (its
+        record never finished writing; its bytes are kept in the side file).
+
+        Args:
+            path: the log file.
+            observation_space: the env's observation space (must match the log's).
+            action_space: the env's action space (must match the log's).
+            max_unsynced: see :class:`RecordStore`.
+            sync_seconds: see :class:`RecordStore`.
+            on_damage: when records were lost beyond a crash's torn write
+                (:attr:`LogReport.damaged <gatekit.data.log.LogReport.damaged>`): ``"warn"``
+                emits one :class:`~gatekit.data.log.RecordLogWarning` naming how many records
+                were skipped and where; ``"raise"`` raises :class:`~gatekit.errors.RunDirError`
+                before the file is touched; ``"ignore"`` leaves it to the caller
+                (:attr:`log_report`).
 
         Raises:
-            RunDirError: no log there, a corrupt header, another process writing it, or a log
-                written for different spaces (the run folder belongs to another env).
+            RunDirError: no log there, a corrupt header, another process writing it, a log
+                written for different spaces (the run folder belongs to another env), or
+                damage with ``on_damage="raise"``.
         """
+        if on_damage not in ("warn", "raise", "ignore"):
+            raise ValueError(f"on_damage must be 'warn', 'raise' or 'ignore', got {on_damage!r}")
         schema = _schema(observation_space, action_space)
         p = Path(path)
 
@@ -214,7 +250,13 @@ class RecordStore:
                     f"{_describe(schema['spaces']['action'])}; this run folder belongs to another env: "
                     f"use a new run folder")
 
-        log, columns, info = RecordLog.open(p, max_unsynced=max_unsynced, sync_seconds=sync_seconds, check=check)
+        def inspect(report: LogReport) -> None:
+            if on_damage == "raise" and report.damaged:
+                raise RunDirError(f"{report.summary()}; nothing was changed: inspect it with `gatekit check` "
+                                  f"on the run folder, or open it with on_damage='warn' to keep the intact records")
+
+        log, columns, info = RecordLog.open(p, max_unsynced=max_unsynced, sync_seconds=sync_seconds, check=check,
+                                            inspect=inspect)
         self = cls.__new__(cls)
         self._init(observation_space, action_space, schema)
         self._cols = columns
@@ -228,6 +270,20 @@ class RecordStore:
         self._switches = int(columns["switched"][:n].sum())
         self._episode_ids = set(np.unique(columns["episode"][:n]).tolist())
         self._last_episode = int(columns["episode"][n - 1]) if n else None
+        report: LogReport = info["report"]
+        self.log_report = report
+        if report.damaged_records:
+            # Continue numbering after the last intact record: the byte count is exact for
+            # flipped or zeroed bytes, the step column's gap for inserted or deleted ones.
+            steps = columns["step"][:n]
+            self.lost_steps = max(report.damaged_records, int(steps.max()) + 1 - n if n else 0)
+            top = max(self._episode_ids, default=-1)
+            self._lost_episodes = max(0, int(top) + 1 - len(self._episode_ids))
+        if on_damage == "warn" and report.damaged:
+            # warn_explicit with no source line: stderr shows exactly one line, which still
+            # goes through the warning filters (-W error::..., pytest.warns, "ignore").
+            warnings.warn_explicit(f"{report.summary()}; the intact records were kept and nothing was moved",
+                                   RecordLogWarning, filename="gatekit", lineno=0, module="gatekit.data.store")
         return self
 
     # -- writing -------------------------------------------------------------------------
@@ -383,10 +439,16 @@ class RecordStore:
 
     def counts(self) -> dict[str, int]:
         """``total_steps``, ``expert_steps`` (intervened), ``expert_queries``, ``switches`` and
-        ``episodes`` (distinct episode ids seen)."""
-        return {"total_steps": self._n, "expert_steps": self._expert_steps,
+        ``episodes`` (distinct episode ids seen).
+
+        After :meth:`open` found damage between intact records, ``total_steps`` and
+        ``episodes`` include what was lost (:attr:`lost_steps`; episode ids up to the last
+        intact one), so that numbering continues after the last intact record; the other
+        counts can only count the intact records. Otherwise ``total_steps == len(store)``.
+        """
+        return {"total_steps": self._n + self.lost_steps, "expert_steps": self._expert_steps,
                 "expert_queries": self._expert_queries, "switches": self._switches,
-                "episodes": len(self._episode_ids)}
+                "episodes": len(self._episode_ids) + self._lost_episodes}
 
 
 def _column_property(name: str) -> property:
