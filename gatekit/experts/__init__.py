@@ -13,7 +13,7 @@ EXPERTS.register("cartpole-pd", "gatekit.experts.classic:CartPoleExpert", "PD co
 EXPERTS.register("echo", "gatekit.experts.classic:EchoExpert", "returns a fixed action (tests)")
 EXPERTS.register("metadrive-ppo", "gatekit.experts.metadrive:MetaDrivePPOExpert", "the PPO driving expert shipped in the metadrive wheel")
 EXPERTS.register("minigrid-planner", "gatekit.experts.minigrid:MiniGridPlannerExpert", "shortest path over the true grid, opens doors")
-EXPERTS.register("sb3", "gatekit.experts.sb3:SB3Expert", "any stable-baselines3 model zip (PPO.load etc.)")
-EXPERTS.register("sb3-policy", "gatekit.experts.sb3:SB3PolicyExpert", "a bare SB3 policy.pth state dict with a declared architecture")
+EXPERTS.register("sb3", "gatekit.experts.sb3:sb3_zip", "any stable-baselines3 model zip (2.x, 1.x, forks), loaded without unpickling")
+EXPERTS.register("sb3-policy", "gatekit.experts.sb3:sb3_state_dict", "a bare SB3 policy.pth state dict (architecture read from its shapes)")
 
 __all__ = ["EXPERTS", "Expert"]
