@@ -12,13 +12,16 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from gatekit.errors import GatekitError
+
+if TYPE_CHECKING:
+    from gatekit.runs.results import RunResult
 
 # Redirected to a file or a pipe, rich would squeeze result tables into 80 columns; the width of
 # a wide terminal keeps them readable in logs. A real terminal keeps its own width.
@@ -57,24 +60,25 @@ def fmt_stat(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
-def results_table(res: dict[str, Any], title: str) -> Table:
+def results_table(res: RunResult, title: str) -> Table:
     """The run's figures in the AIM paper's layout (one row per figure)."""
     t = Table(title=title, show_header=True, header_style="bold")
     t.add_column("figure")
     t.add_column("value", justify="right")
-    t.add_row("expert-involved steps (take-over rate)", f"{res['expert_steps']} ({res['takeover_rate']:.2f})")
-    t.add_row("total steps", str(res["total_steps"]))
-    t.add_row("switches", str(res["switches"]))
-    t.add_row("expert queries", str(res["expert_queries"]))
-    first = ("test_success", "test_return", "test_route_completion")
-    keys = [k for k in first if k in res] + sorted(k for k in res if k.startswith("test_") and k not in first)
+    t.add_row("expert-involved steps (take-over rate)", f"{res.expert_steps} ({res.takeover_rate:.2f})")
+    t.add_row("total steps", str(res.total_steps))
+    t.add_row("switches", str(res.switches))
+    t.add_row("expert queries", str(res.expert_queries))
+    first = ("success", "return", "route_completion")
+    keys = [k for k in first if k in res.test] + sorted(k for k in res.test if k not in first)
     for key in keys:
-        t.add_row(f"test {key[5:].replace('_', ' ')} (mean ± std, n={res[key].get('n', '?')})", fmt_stat(res[key]))
+        stat = res.test[key]
+        t.add_row(f"test {key.replace('_', ' ')} (mean ± std, n={stat.n})", fmt_stat(stat.as_dict()))
     for key in first:
-        if f"expert_{key}" in res:
-            t.add_row(f"expert's own {key.replace('_', ' ')}", fmt_stat(res[f"expert_{key}"]))
-    t.add_row("wall time (s)", f"{res['wall_seconds']:.1f}")
-    t.add_row("status", res["status"])
+        if key in res.expert_test:
+            t.add_row(f"expert's own test {key.replace('_', ' ')}", fmt_stat(res.expert_test[key].as_dict()))
+    t.add_row("wall time (s)", f"{res.wall_seconds:.1f}")
+    t.add_row("status", res.status)
     return t
 
 
@@ -91,7 +95,7 @@ def train(recipe: Path | None, seed: int | None, overrides: tuple[str, ...], out
           no_progress: bool, dry_run: bool) -> None:
     """Train the novice of RECIPE (a YAML file), gated by its criterion."""
     from gatekit.config import load_recipe
-    from gatekit.run import train as run_train
+    from gatekit.runs import train as run_train
 
     if resume is not None:
         if recipe is not None or overrides or seed is not None:
@@ -103,16 +107,17 @@ def train(recipe: Path | None, seed: int | None, overrides: tuple[str, ...], out
             raise GatekitError("train: missing RECIPE; e.g. gatekit train recipes/aim_metadrive.yaml")
         extra = [*overrides, f"seed={seed}"] if seed is not None else list(overrides)
         r = load_recipe(recipe, extra)
-        from gatekit.run import default_run_dir, validate
+        from gatekit.runs.loop import validate
+        from gatekit.runs.rundir import default_run_dir
 
         if dry_run:
             validate(r, out=out)
             click.echo(f"recipe '{r.name}' is valid: env {r.env.id}, expert {r.expert.id}, criterion {r.criterion.id}, learner {r.learner.id}")
             return
 
-        run_dir = out if out is not None else default_run_dir(r)
+        run_dir = out if out is not None else default_run_dir(r.name, r.seed)
         res = run_train(r, out=run_dir, progress=not no_progress)
-    stdout.print(results_table(res, f"{res['recipe']} (seed {res['seed']}): {res['criterion']} gate, {res['learner']} learner"))
+    stdout.print(results_table(res, f"{res.recipe} (seed {res.seed}): {res.criterion} gate, {res.learner} learner"))
     stdout.print(f"run folder: {run_dir}")
 
 
@@ -127,7 +132,7 @@ def train(recipe: Path | None, seed: int | None, overrides: tuple[str, ...], out
 def eval_cmd(target: Path, episodes: int | None, use_expert: bool, checkpoint: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Evaluate a trained novice (TARGET = run folder) or an expert (TARGET = recipe or run
     folder, with --expert) on the recipe's held-out test env."""
-    from gatekit.evaluate_cli import evaluate_target
+    from gatekit.runs.evaluate_saved import evaluate_target
 
     stats = evaluate_target(target, episodes=episodes, use_expert=use_expert, checkpoint=checkpoint, overrides=overrides)
     if as_json:
@@ -212,10 +217,11 @@ main.add_command(compare_cmd, name="sweep")
 def train_expert_cmd(recipe: Path, overrides: tuple[str, ...], out: Path | None, workers: int | None, no_progress: bool) -> None:
     """Train an SB3 PPO expert from an expert RECIPE (e.g. recipes/ppo_expert_metadrive.yaml),
     save expert.zip and evaluate it on the held-out test split."""
-    from gatekit.expert_training import default_out_dir, load_expert_recipe, train_expert
+    from gatekit.expert_training import load_expert_recipe, train_expert
+    from gatekit.runs.rundir import default_run_dir
 
     r = load_expert_recipe(recipe, [*overrides, *([f"n_envs={workers}"] if workers is not None else [])])
-    run_dir = out if out is not None else default_out_dir(r)
+    run_dir = out if out is not None else default_run_dir(r.name, r.seed)
     res = train_expert(r, out=run_dir, progress=not no_progress)
     t = Table(title=f"{res['name']}: {res['algo']} expert on {res['env']} (seed {res['seed']})", header_style="bold")
     t.add_column("figure")

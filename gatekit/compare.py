@@ -18,7 +18,7 @@ per process; each run also starts its own evaluation worker), shows the overall 
 writes into the output folder:
 
 ================================ ==============================================================
-``runs/<method>/seed<k>/``       each run's folder (see :mod:`gatekit.run`)
+``runs/<method>/seed<k>/``       each run's folder (see :mod:`gatekit.runs.loop`)
 ``results.csv``                  one row per run: counters, test metrics, status, run folder
 ``table.md``                     the AIM paper's Table 1 layout, mean ± std over seeds
 ``success_vs_expert_steps.png``  held-out success vs expert-involved steps, one line per method
@@ -279,7 +279,7 @@ def _init_worker(progress_q: Any) -> None:
 
 def _run_one(recipe_raw: dict[str, Any], run_dir: str, resume: bool, key: str) -> dict[str, Any]:
     """Worker-process body: one training run. Never raises: a failure is a result."""
-    from gatekit.run import train
+    from gatekit.runs import train
 
     def on_progress(live: dict[str, Any]) -> None:
         try:
@@ -289,8 +289,8 @@ def _run_one(recipe_raw: dict[str, Any], run_dir: str, resume: bool, key: str) -
 
     try:
         if resume:
-            return train(resume=Path(run_dir), progress=False, on_progress=on_progress)
-        return train(load_recipe_dict(recipe_raw), out=Path(run_dir), progress=False, on_progress=on_progress)
+            return train(resume=Path(run_dir), progress=False, on_progress=on_progress).to_json()
+        return train(load_recipe_dict(recipe_raw), out=Path(run_dir), progress=False, on_progress=on_progress).to_json()
     except Exception as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return {"status": "failed", "error": f"{type(exc).__name__}: {msg}"}

@@ -304,15 +304,6 @@ class ProgressCallback(BaseCallback):
             self._progress = None
 
 
-def default_out_dir(recipe: ExpertRecipe, root: Path = Path("runs")) -> Path:
-    """``runs/<name>-s<seed>-<time>`` (with a suffix if it exists)."""
-    base = root / f"{recipe.name}-s{recipe.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    path, i = base, 1
-    while path.exists():
-        path, i = Path(f"{base}-{i}"), i + 1
-    return path
-
-
 def train_expert(recipe: ExpertRecipe, *, out: Path, progress: bool = True) -> dict[str, Any]:
     """Train the recipe's PPO expert, save it to ``out/expert.zip``, evaluate it on the test split.
 
@@ -330,7 +321,7 @@ def train_expert(recipe: ExpertRecipe, *, out: Path, progress: bool = True) -> d
     import torch
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    from gatekit.run import check_run_dir
+    from gatekit.runs.rundir import check_run_dir
 
     out = Path(out)
     if (out / "expert.zip").exists():

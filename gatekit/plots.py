@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +49,13 @@ def plot_run(run_dir: Path) -> list[Path]:
             ax.plot(steps, smooth, "-", label=f"moving mean ({k} episodes)")
             written.append(save_rate_plot(fig, ax, run_dir / "takeover_rate.png", xlabel="env steps",
                                           ylabel="take-over rate", title="Take-over rate during training"))
-    res = run_dir / "results.json"
-    if res.is_file():
-        evals = json.loads(res.read_text()).get("evaluations", [])
+    if (run_dir / "results.json").is_file():
+        from gatekit.runs.results import RunResult
+
+        evals = RunResult.read(run_dir).evaluations
         if evals:
             fig, ax = plt.subplots(figsize=(6, 3.5))
-            ax.plot([e["expert_steps"] for e in evals], [e.get("test_success", float("nan")) for e in evals], "o-")
+            ax.plot([e.expert_steps for e in evals], [e.get("success") for e in evals], "o-")
             written.append(save_rate_plot(fig, ax, run_dir / "success_vs_expert_steps.png",
                                           xlabel="expert-involved steps", ylabel="test success",
                                           title="Held-out success vs expert-involved steps", legend=False))

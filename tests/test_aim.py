@@ -402,7 +402,7 @@ def test_criterion_argument_errors_name_the_argument(kwargs, match):
 
 # -- end to end -------------------------------------------------------------------------------------
 def test_small_run_takeover_rate_falls_and_novice_improves(tmp_path):
-    from gatekit.run import train
+    from gatekit.runs import train
 
     recipe = load_recipe_dict({
         "name": "aim_tiny", "seed": 0,
@@ -415,7 +415,7 @@ def test_small_run_takeover_rate_falls_and_novice_improves(tmp_path):
         "log": {"tensorboard": False, "progress": False, "plots": False},
     })
     res = train(recipe, out=tmp_path / "run", progress=False)
-    assert res["status"] == "finished" and res["total_steps"] == 2400
+    assert res.status == "finished" and res.total_steps == 2400
     rows = list(csv.DictReader(open(tmp_path / "run" / "progress.csv")))
     steps = np.array([int(r["step"]) for r in rows])
     experts = np.array([int(r["expert_steps"]) for r in rows])
@@ -423,5 +423,5 @@ def test_small_run_takeover_rate_falls_and_novice_improves(tmp_path):
     first, second = steps <= 1200, steps > 1200
     rate1, rate2 = experts[first].sum() / lengths[first].sum(), experts[second].sum() / lengths[second].sum()
     assert rate2 < 0.6 * rate1, (rate1, rate2)
-    evals = res["evaluations"]
-    assert evals[-1]["test_return"] > evals[0]["test_return"] + 100, evals
+    evals = res.evaluations
+    assert evals[-1].get("return") > evals[0].get("return") + 100, evals

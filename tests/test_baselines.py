@@ -2,7 +2,7 @@
 
 Gate tests pin the decision rules at their threshold edges (stubbing the learned parts where the
 rule, not the training, is under test); adapter tests run a few hundred steps through the real
-loop (:func:`gatekit.run.train`) and check what each adapter promises.
+loop (:func:`gatekit.runs.train`) and check what each adapter promises.
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def test_safedagger_classifier_and_lazy_handback():
 # -- learner adapters through the real loop ---------------------------------------------------
 
 def train_tiny(tmp_path, crit, learner, *, env="cartpole", expert="cartpole-pd", steps=300, warmup=60, seed=0):
-    from gatekit.run import train
+    from gatekit.runs import train
 
     recipe = load_recipe_dict({
         "name": "tiny", "seed": seed, "env": env, "expert": expert, "criterion": crit, "learner": learner,
@@ -260,7 +260,7 @@ def train_tiny(tmp_path, crit, learner, *, env="cartpole", expert="cartpole-pd",
     })
     out = tmp_path / f"run-{crit['id']}-{learner['id']}-{seed}"
     res = train(recipe, out=out)
-    assert res["status"] == "finished" and res["total_steps"] == steps
+    assert res.status == "finished" and res.total_steps == steps
     return res, out
 
 
@@ -279,7 +279,7 @@ def test_dagger_adapter_rounds_follow_the_gate(tmp_path):
                           warmup=80)  # >= one BC batch (64), so the first round trains
     cols = _records(out)
     assert cols["expert_queried"].all()  # DAgger labels every visited state
-    assert 0 < res["expert_steps"] < res["total_steps"]  # beta decays: the novice acts too
+    assert 0 < res.expert_steps < res.total_steps  # beta decays: the novice acts too
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ck["learner"]["round"] >= 3 and ck["criterion"]["round"] == ck["learner"]["updates"]
     learner = ImitationDAggerLearner(observation_space=gym.spaces.Box(-5, 5, (4,)), action_space=gym.spaces.Discrete(2),
@@ -293,7 +293,7 @@ def test_pvp_adapter_discrete_and_box(tmp_path):
 
     res, out = train_tiny(tmp_path, {"id": "hg", "rule": "action-gap"},
                           {"id": "pvp", "net_arch": [16], "batch_size": 16, "lr": 1e-3})
-    assert res["expert_steps"] >= 60
+    assert res.expert_steps >= 60
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
     learner = PVPLearner(observation_space=gym.spaces.Box(-5, 5, (4,)), action_space=gym.spaces.Discrete(2),
                          net_arch=[16], batch_size=16)
@@ -308,8 +308,8 @@ def test_pvp_adapter_discrete_and_box(tmp_path):
                      executed_action=0, intervened=False, expert_queried=False, switched=False, reward=1.0,
                      next_obs=np.zeros(4, np.float32), terminated=False, truncated=False)
     learner.observe(rec, store)
-    assert learner.model.human_buffer.size_() == res["expert_steps"]
-    assert learner.model.replay_buffer.size_() == 300 - res["expert_steps"]
+    assert learner.model.human_buffer.size_() == res.expert_steps
+    assert learner.model.replay_buffer.size_() == 300 - res.expert_steps
     store.close()
 
     box = PVPLearner(observation_space=gym.spaces.Box(-8, 8, (3,)), action_space=gym.spaces.Box(-2, 2, (1,)),
@@ -334,7 +334,7 @@ def test_sb3_offpolicy_adapter(tmp_path):
     res, out = train_tiny(tmp_path, {"id": "never"},
                           {"id": "sb3-offpolicy", "algo": "sac", "net_arch": [16], "learning_starts": 50, "batch_size": 32},
                           env="pendulum", expert="pendulum-pd", steps=200, warmup=0)
-    assert res["expert_steps"] == 0
+    assert res.expert_steps == 0
     ck = torch.load(out / "checkpoint.pt", weights_only=True)
     assert ck["learner"]["n_updates"] == 150  # one gradient step per env step after learning_starts
     with pytest.raises(ConfigError, match="algo"):
@@ -347,7 +347,7 @@ def test_dqn_offpolicy_on_echo_discrete(tmp_path):
                         {"id": "sb3-offpolicy", "algo": "dqn", "net_arch": [8], "learning_starts": 20, "batch_size": 16,
                          "exploration_steps": 100},
                         env={"id": "echo", "n_actions": 3}, expert={"id": "echo", "action": 0}, steps=150, warmup=0)
-    assert res["total_steps"] == 150
+    assert res.total_steps == 150
 
 
 @pytest.mark.parametrize("crit", [

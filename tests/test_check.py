@@ -142,7 +142,7 @@ def test_real_run_damaged_then_resumed_keeps_intact_records_and_step_ids(tmp_pat
     """`gatekit train` (stopped at ~150 steps), a flipped byte in record 60, `gatekit check`,
     then `gatekit train --resume`: every intact record stays, no step id is collected twice."""
     from gatekit.config import load_recipe
-    from gatekit.run import train
+    from gatekit.runs import train
 
     run = tmp_path / "run"
     recipe = load_recipe(ROOT / "recipes/hg_cartpole.yaml", [
@@ -154,7 +154,7 @@ def test_real_run_damaged_then_resumed_keeps_intact_records_and_step_ids(tmp_pat
         if live["steps"] >= 150:
             raise KeyboardInterrupt
 
-    assert train(recipe, out=run, progress=False, on_progress=stop)["status"] == "interrupted"
+    assert train(recipe, out=run, progress=False, on_progress=stop).status == "interrupted"
     code, out, _ = _invoke(str(run))
     assert code == 0, out
     h, f = _frames(run)

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,24 +19,8 @@ from gatekit.cli import main
 from gatekit.config import load_recipe, load_recipe_dict
 from gatekit.data import read_log
 from gatekit.errors import ExpertError, GatekitError
-from gatekit.run import train
-
-ROOT = Path(__file__).resolve().parents[1]
-
-FAST = {
-    "budget": {"total_steps": 2500},
-    "eval": {"in_worker": False, "every_steps": 0, "final_episodes": 2, "expert_reference": False},
-    "log": {"tensorboard": False, "progress": False, "plots": False},
-    "data": {"checkpoint_every": 300},
-}
-
-
-def fast_recipe(**over):
-    raw = yaml.safe_load((ROOT / "recipes/hg_cartpole.yaml").read_text())
-    for section, values in {**FAST, **over}.items():
-        raw.setdefault(section, {}).update(values) if isinstance(values, dict) else raw.__setitem__(section, values)
-    raw["learner"]["batches_per_update"] = 30
-    return raw
+from gatekit.runs import train
+from tests.recipes import fast_recipe
 
 
 def _start(args, cwd):

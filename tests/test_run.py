@@ -9,8 +9,8 @@ import yaml
 from gatekit.config import load_recipe_dict
 from gatekit.data import read_log
 from gatekit.errors import RunDirError
-from gatekit.run import train
-from tests.test_reliability import fast_recipe
+from gatekit.runs import train
+from tests.recipes import fast_recipe
 
 
 def _run(tmp_path, name, seed):
@@ -24,8 +24,9 @@ def test_same_seed_twice_gives_the_same_run(tmp_path):
     (r1, c1), (r2, c2) = _run(tmp_path, "a", 3), _run(tmp_path, "b", 3)
     for name in c1:
         np.testing.assert_array_equal(c1[name], c2[name], err_msg=name)
-    strip = lambda r: {k: v for k, v in r.items() if k not in ("wall_seconds", "evaluations")}  # noqa: E731
+    strip = lambda r: {k: v for k, v in r.to_json().items() if k not in ("wall_seconds", "evaluations")}  # noqa: E731
     assert strip(r1) == strip(r2)
+    assert [e.metrics for e in r1.evaluations] == [e.metrics for e in r2.evaluations]
     _, c3 = _run(tmp_path, "c", 4)
     assert not np.array_equal(c1["obs"][: len(c3["obs"])], c3["obs"][: len(c1["obs"])])
 

@@ -57,7 +57,7 @@ PAIRS = ([(c, lr, False) for c in CRITERIA for lr in BOX_LEARNERS]
 
 
 def _run(tmp_path, crit, learner, discrete, steps=160):
-    from gatekit.run import train
+    from gatekit.runs import train
 
     # Box: a swing-up the novice cannot learn in a few steps, so take-overs (and labels) go on.
     env = {"id": "echo", "n_actions": 3} if discrete else "pendulum"
@@ -70,7 +70,7 @@ def _run(tmp_path, crit, learner, discrete, steps=160):
     })
     out = tmp_path / "run"
     res = train(recipe, out=out)
-    assert res["status"] == "finished" and res["total_steps"] == steps
+    assert res.status == "finished" and res.total_steps == steps
     return out
 
 

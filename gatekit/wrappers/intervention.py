@@ -227,18 +227,23 @@ class InterventionWrapper(gym.Wrapper):
         info_key: the key of the wrapper's entry in ``info``.
         on_nonfinite: what a non-finite novice action does: ``"expert"`` (the expert acts) or
             ``"raise"``.
+        warmup_steps: the expert acts on the first N steps (counted by :attr:`totals`) whatever
+            the criterion says, and the criterion is not asked (the expert's warm-up).
 
     Attributes:
         totals: running counters (:class:`Totals`) across episodes.
         expert_in_control: who holds control now.
-        force_expert: while True the expert acts whatever the criterion says (the expert's
-            warm-up); the criterion is not asked.
+        force_expert: while True the expert acts whatever the criterion says; the criterion is
+            not asked.
         last_record: the :class:`~gatekit.types.Transition` of the last step.
     """
 
     def __init__(self, env: gym.Env, *, expert: Expert, criterion: Criterion, store: Any | None = None,
-                 info_key: str = "gatekit", on_nonfinite: Literal["expert", "raise"] = "expert") -> None:
+                 info_key: str = "gatekit", on_nonfinite: Literal["expert", "raise"] = "expert",
+                 warmup_steps: int = 0) -> None:
         super().__init__(env)
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
         if on_nonfinite not in ("expert", "raise"):
             raise ValueError(f"on_nonfinite must be 'expert' or 'raise', got {on_nonfinite!r}")
         check_components(env, expert, criterion)
@@ -253,6 +258,7 @@ class InterventionWrapper(gym.Wrapper):
         self._obs: Any = None
         self._needs_reset = True
         self.force_expert = False
+        self.warmup_steps = warmup_steps
         self.last_record: Transition | None = None
 
     @property
@@ -268,6 +274,18 @@ class InterventionWrapper(gym.Wrapper):
     @property
     def expert_in_control(self) -> bool:
         return self.gate.expert_in_control
+
+    @property
+    def episode(self) -> int:
+        """Index of the current episode (-1 before the first reset)."""
+        return self.gate.episode
+
+    def restore(self, totals: Totals, *, episodes: int) -> None:
+        """Continue the counters of an earlier session (a resumed run): ``totals`` so far, and
+        ``episodes`` episodes begun, so that the next reset starts episode ``episodes``."""
+        self.gate.totals = Totals(**{k: getattr(totals, k) for k in ("steps", "expert_steps", "expert_queries",
+                                                                     "switches", "episodes")})
+        self.gate.episode = episodes - 1
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         obs, info = self.env.reset(seed=seed, options=options)
@@ -294,7 +312,7 @@ class InterventionWrapper(gym.Wrapper):
             raise GatekitError("step() called before reset() or after the episode ended; call reset() first")
         gate = self.gate
         ctx, ok = gate.prepare(self._obs, action)
-        if self.force_expert or not ok:
+        if self.force_expert or gate.totals.steps < self.warmup_steps or not ok:
             decision = Decision(expert_acts=True)  # the expert takes or keeps control
         else:
             decision = self.criterion.decide(ctx)
