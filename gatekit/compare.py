@@ -52,7 +52,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from gatekit.config import Recipe, _load_dataclass, load_recipe, load_recipe_dict
+from gatekit.config import Recipe, load_dataclass, load_recipe, load_recipe_dict
 from gatekit.errors import ConfigError, GatekitError
 
 TABLE_COLUMNS = ("method", "expert steps (take-over rate)", "total steps", "switches", "test success",
@@ -123,11 +123,8 @@ def load_comparison(path: str | Path) -> tuple[Comparison, Path]:
     if not isinstance(methods_raw, list) or not methods_raw:
         raise ConfigError("compare: 'methods' must be a non-empty list of {name, recipe} entries")
     body = {k: v for k, v in raw.items() if k != "methods"}
-    try:  # the recipe loader's strict checks, with this file's name for the errors
-        comp = _load_dataclass(Comparison, {**body, "methods": []}, "")
-        comp.methods = [_load_dataclass(MethodSpec, m, f"methods[{i}]") for i, m in enumerate(methods_raw)]
-    except ConfigError as exc:
-        raise ConfigError(f"compare: {str(exc).removeprefix('recipe: ')}") from None
+    comp = load_dataclass(Comparison, {**body, "methods": []}, kind="compare")
+    comp.methods = [load_dataclass(MethodSpec, m, kind="compare", path=f"methods[{i}]") for i, m in enumerate(methods_raw)]
     names = [m.name for m in comp.methods]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:

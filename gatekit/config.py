@@ -30,11 +30,13 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
 from gatekit.errors import ConfigError, GatekitError, nearest
+
+T = TypeVar("T")
 
 
 @dataclass(kw_only=True)
@@ -156,6 +158,33 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     return load_recipe_dict(apply_overrides(raw, overrides))
 
 
+def load_dataclass(cls: type[T], raw: Any, *, kind: str = "recipe", path: str = "",
+                   ranges: dict[str, tuple[float, float]] | None = None) -> T:
+    """Load a mapping strictly into the (kw_only) dataclass ``cls``: the one strict loader of
+    gatekit's recipes (run, expert and comparison recipes alike).
+
+    Unknown keys are errors naming the nearest valid key; missing required keys, wrong types
+    and values outside ``ranges`` (``{"dotted.field": (low, high)}``) are one-line
+    :class:`ConfigError` s that start with ``kind:`` and name the field. ``path`` prefixes the
+    field names (e.g. ``methods[2]``).
+    """
+    try:
+        return _load_dataclass(cls, raw, path, _RANGES if ranges is None else ranges)
+    except ConfigError as exc:
+        if kind == "recipe":
+            raise
+        raise ConfigError(f"{kind}: {str(exc).removeprefix('recipe: ')}") from None
+
+
+def load_yaml_dataclass(cls: type[T], path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
+                        kind: str, example: str, fields: str,
+                        ranges: dict[str, tuple[float, float]] | None = None) -> T:
+    """Read a YAML file (:func:`read_yaml_mapping`), apply ``a.b=value`` overrides and
+    :func:`load_dataclass` it."""
+    raw = read_yaml_mapping(path, kind=kind, example=example, fields=fields)
+    return load_dataclass(cls, apply_overrides(raw, overrides), kind=kind, ranges=ranges)
+
+
 def read_yaml_mapping(path: str | Path, *, kind: str, example: str, fields: str) -> dict[str, Any]:
     """Read ``path`` with ``yaml.safe_load``; anything but a YAML mapping is a one-line error."""
     path = Path(path)
@@ -210,10 +239,10 @@ def load_recipe_dict(raw: dict[str, Any]) -> Recipe:
     """Load a recipe from a plain mapping (as parsed from YAML), strictly."""
     if not isinstance(raw, dict):
         raise ConfigError("recipe: expected a mapping of fields")
-    return _load_dataclass(Recipe, raw, "")
+    return load_dataclass(Recipe, raw)
 
 
-def _load_dataclass(cls: type, raw: Any, path: str) -> Any:
+def _load_dataclass(cls: type, raw: Any, path: str, ranges: dict[str, tuple[float, float]]) -> Any:
     where = path or "recipe"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a section (mapping), got {_kind(raw)}")
@@ -229,7 +258,7 @@ def _load_dataclass(cls: type, raw: Any, path: str) -> Any:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"recipe: missing required key '{full}'; add it")
             continue
-        values[name] = _convert(hints[name], raw[name], full)
+        values[name] = _convert(hints[name], raw[name], full, ranges)
     return cls(**values)
 
 
@@ -241,13 +270,13 @@ def _kind(v: Any) -> str:
     return "nothing" if v is None else f"{type(v).__name__} {v!r}" if not isinstance(v, (dict, list)) else type(v).__name__
 
 
-def _convert(tp: Any, value: Any, path: str) -> Any:
+def _convert(tp: Any, value: Any, path: str, ranges: dict[str, tuple[float, float]]) -> Any:
     if tp is Component:
         return _load_component(value, path)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return _load_dataclass(tp, value, path)
+        return _load_dataclass(tp, value, path, ranges)
     out = check_type(tp, value, path)
-    lo_hi = _RANGES.get(path)
+    lo_hi = ranges.get(path)
     if lo_hi is not None and out is not None and not (lo_hi[0] <= out <= lo_hi[1]):
         bound = f">= {lo_hi[0]:g}" if lo_hi[1] == math.inf else f"in [{lo_hi[0]:g}, {lo_hi[1]:g}]"
         raise ConfigError(f"recipe: '{path}' must be {bound}, got {out}")

@@ -38,7 +38,6 @@ import math
 import multiprocessing as mp
 import os
 import time
-import typing
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -52,7 +51,7 @@ from gatekit.config import (
     apply_overrides,
     build,
     check_kwargs,
-    check_type,
+    load_dataclass,
     read_yaml_mapping,
 )
 from gatekit.errors import ConfigError, GatekitError, RunDirError, nearest
@@ -92,7 +91,8 @@ class ExpertRecipe:
                 for f in dataclasses.fields(self)}
 
 
-_MIN = {"total_timesteps": 1, "n_envs": 1, "seed": 0, "eval_episodes": 0}
+_RANGES: dict[str, tuple[float, float]] = {"total_timesteps": (1, math.inf), "n_envs": (1, math.inf), "seed": (0, math.inf),
+           "eval_episodes": (0, math.inf)}
 # PPO arguments a recipe cannot set: gatekit passes them (env, seed), or they only matter to
 # SB3's own construction.
 _PPO_PROVIDED = ("env", "seed", "_init_setup_model")
@@ -115,26 +115,7 @@ def load_expert_recipe_dict(raw: dict[str, Any]) -> ExpertRecipe:
     """Load an expert recipe from a plain mapping, strictly; checks env and PPO kwargs too."""
     if not isinstance(raw, dict):
         raise ConfigError("recipe: expected a mapping of fields (name, env, total_timesteps, ...)")
-    fields = {f.name: f for f in dataclasses.fields(ExpertRecipe)}
-    hints = typing.get_type_hints(ExpertRecipe)
-    for key in raw:
-        if key not in fields:
-            raise ConfigError(f"recipe: unknown key '{key}'; {nearest(str(key), fields)}")
-    values: dict[str, Any] = {}
-    for name, f in fields.items():
-        if name not in raw:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"recipe: missing required key '{name}'; add it")
-            continue
-        if name == "env":
-            values[name] = _component(raw[name], name)
-            continue
-        value = check_type(hints[name], raw[name], name)
-        low = _MIN.get(name)
-        if low is not None and value is not None and value < low:
-            raise ConfigError(f"recipe: '{name}' must be >= {low}, got {value}")
-        values[name] = value
-    recipe = ExpertRecipe(**values)
+    recipe = load_dataclass(ExpertRecipe, raw, ranges=_RANGES)
 
     from gatekit.envs import ENVS
 
@@ -142,14 +123,6 @@ def load_expert_recipe_dict(raw: dict[str, Any]) -> ExpertRecipe:
     check_kwargs(ENVS.get(recipe.env.id, field="env.id"), recipe.env.kwargs, "env", provided=("split", "seed"))
     recipe.ppo = check_ppo_kwargs(recipe.ppo)
     return recipe
-
-
-def _component(value: Any, path: str) -> Component:
-    if isinstance(value, str):
-        return Component(id=value)
-    if not isinstance(value, dict) or not isinstance(value.get("id"), str):
-        raise ConfigError(f"recipe: '{path}' must be a section with a string 'id' (e.g. {path}: {{id: cartpole}})")
-    return Component(id=value["id"], kwargs={k: v for k, v in value.items() if k != "id"})
 
 
 def check_ppo_kwargs(raw: dict[str, Any]) -> dict[str, Any]:
