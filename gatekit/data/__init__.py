@@ -7,7 +7,8 @@
 * :func:`to_transitions`: selected steps as ``imitation`` Transitions for behaviour cloning.
 """
 
+from gatekit.data.export import to_transitions
 from gatekit.data.log import LogReport, RecordLogWarning, read_log, scan_log
-from gatekit.data.store import RecordStore, to_transitions
+from gatekit.data.store import RecordStore
 
 __all__ = ["LogReport", "RecordLogWarning", "RecordStore", "read_log", "scan_log", "to_transitions"]

@@ -167,6 +167,38 @@ def _payload_dtype(schema: Mapping[str, Any]) -> np.dtype:
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": off})
 
 
+def _check_magic(magic: bytes, path: Path, corrupt: Any) -> None:
+    """The magic line: this format and version, or a one-line error saying what it is."""
+    if magic == MAGIC:
+        return
+    if magic.startswith(b"GATEKIT-RECORDS ") and magic.endswith(b"\n"):
+        version = magic[len(b"GATEKIT-RECORDS "):-1].decode(errors="replace")
+        raise RunDirError(f"record log '{path}' has format version {version}, this gatekit reads "
+                          f"version {FORMAT_VERSION}; use the gatekit release that wrote it")
+    if len(magic) < len(MAGIC) and MAGIC.startswith(magic):
+        raise corrupt("file ends inside the magic line")
+    raise RunDirError(f"'{path}' is not a gatekit record log (bad magic line); point gatekit at a "
+                      f"run folder's records.gkr or start a new run folder")
+
+
+def _check_schema(schema: Any) -> None:
+    """Raise ValueError unless ``schema`` is a valid field list whose sizes add up."""
+    if not isinstance(schema, dict) or schema.get("format") != FORMAT_VERSION:
+        raise ValueError("format")
+    fields = schema["fields"]
+    size = 0
+    for f in fields:
+        dt = np.dtype(str(f["dtype"]))
+        if dt.kind not in _DTYPE_KINDS or dt != _le(dt) or not isinstance(f["name"], str):
+            raise ValueError("dtype")
+        shape = [int(s) for s in f["shape"]]
+        if any(s < 0 for s in shape):
+            raise ValueError("shape")
+        size += dt.itemsize * math.prod(shape)
+    if size != schema["record_size"] or len({f["name"] for f in fields}) != len(fields):
+        raise ValueError("size")
+
+
 def _parse_header(fh: Any, path: Path) -> tuple[dict[str, Any], int]:
     """Read and validate the header at the start of ``fh``; returns (schema, header_bytes)."""
 
@@ -174,16 +206,7 @@ def _parse_header(fh: Any, path: Path) -> tuple[dict[str, Any], int]:
         return RunDirError(f"record log '{path}' has a corrupt header ({what}); restore the file from a "
                            f"backup or start a new run folder")
 
-    magic = fh.read(len(MAGIC))
-    if magic != MAGIC:
-        if magic.startswith(b"GATEKIT-RECORDS ") and magic.endswith(b"\n"):
-            version = magic[len(b"GATEKIT-RECORDS "):-1].decode(errors="replace")
-            raise RunDirError(f"record log '{path}' has format version {version}, this gatekit reads "
-                              f"version {FORMAT_VERSION}; use the gatekit release that wrote it")
-        if len(magic) < len(MAGIC) and MAGIC.startswith(magic):
-            raise corrupt("file ends inside the magic line")
-        raise RunDirError(f"'{path}' is not a gatekit record log (bad magic line); point gatekit at a "
-                          f"run folder's records.gkr or start a new run folder")
+    _check_magic(fh.read(len(MAGIC)), path, corrupt)
     head = fh.read(_U32X2.size)
     if len(head) < _U32X2.size:
         raise corrupt("file ends before the schema length")
@@ -197,20 +220,7 @@ def _parse_header(fh: Any, path: Path) -> tuple[dict[str, Any], int]:
         raise corrupt("schema checksum mismatch")
     try:
         schema = json.loads(body.decode())
-        if not isinstance(schema, dict) or schema.get("format") != FORMAT_VERSION:
-            raise ValueError("format")
-        fields = schema["fields"]
-        size = 0
-        for f in fields:
-            dt = np.dtype(str(f["dtype"]))
-            if dt.kind not in _DTYPE_KINDS or dt != _le(dt) or not isinstance(f["name"], str):
-                raise ValueError("dtype")
-            shape = [int(s) for s in f["shape"]]
-            if any(s < 0 for s in shape):
-                raise ValueError("shape")
-            size += dt.itemsize * math.prod(shape)
-        if size != schema["record_size"] or len({f["name"] for f in fields}) != len(fields):
-            raise ValueError("size")
+        _check_schema(schema)
     except (ValueError, TypeError, KeyError, UnicodeDecodeError):
         raise corrupt("schema is not a valid field list") from None
     return schema, len(MAGIC) + _U32X2.size + length

@@ -50,10 +50,7 @@ from gatekit.data.log import LogReport, RecordLog, RecordLogWarning, make_schema
 from gatekit.errors import ConfigError, RunDirError, nearest
 from gatekit.types import Labels, Transition
 
-if TYPE_CHECKING:
-    from imitation.data.types import Transitions
-
-__all__ = ["COLUMNS", "RecordStore", "to_transitions"]
+__all__ = ["COLUMNS", "RecordStore"]
 
 COLUMNS = ("step", "episode", "obs", "next_obs", "novice_action", "expert_action", "executed_action",
            "intervened", "expert_queried", "switched", "reward", "terminated", "truncated", "score")
@@ -461,62 +458,3 @@ def _column_property(name: str) -> property:
 for _name in COLUMNS:
     setattr(RecordStore, _name, _column_property(_name))
 del _name
-
-
-def to_transitions(store: RecordStore, mask: np.ndarray | None = None, *,
-                   actions: Literal["expert", "executed"] = "expert") -> Transitions:
-    """The selected steps as :class:`imitation.data.types.Transitions` (copies).
-
-    Args:
-        store: the records.
-        mask: a boolean array of ``len(store)`` or an array of row indices; None selects all.
-        actions: ``"expert"``: the expert's actions (every selected step must have been
-            queried); ``"executed"``: the actions sent to the env.
-
-    Returns:
-        Transitions with ``dones = terminated | truncated`` and empty-dict ``infos``.
-
-    Raises:
-        ValueError: a bad mask or ``actions``, or ``"expert"`` with unqueried steps selected.
-    """
-    try:
-        from imitation.data import types as itypes
-    except ImportError:
-        raise ConfigError("to_transitions needs the imitation package; pip install 'gatekit[imitation]'") from None
-    n = len(store)
-    if mask is None:
-        sel: Any = slice(None)
-    else:
-        m = np.asarray(mask)
-        if m.dtype == np.bool_:
-            if m.shape != (n,):
-                raise ValueError(f"mask must have shape ({n},) (one entry per step), got {m.shape}")
-            sel = np.flatnonzero(m)
-        elif np.issubdtype(m.dtype, np.integer) and m.ndim == 1:
-            if m.size and (m.min() < -n or m.max() >= n):
-                raise ValueError(f"mask indices must lie in [0, {n}), got {m.min()}..{m.max()}")
-            sel = m
-        else:
-            raise ValueError(f"mask must be a boolean array or row indices, got dtype {m.dtype} shape {m.shape}")
-
-    def pick(name: str) -> np.ndarray:
-        return np.array(store.column(name)[sel])  # a writable copy: imitation freezes its arrays
-
-    if actions == "expert":
-        queried = store.column("expert_queried")[sel]
-        missing = int(queried.size - np.count_nonzero(queried))
-        if missing:
-            raise ValueError(f"to_transitions: {missing} selected steps have no expert label (expert not queried); "
-                             f"select with store.expert_queried or pass actions='executed'")
-        acts = pick("expert_action")
-    elif actions == "executed":
-        acts = pick("executed_action")
-    else:
-        raise ValueError(f"actions must be 'expert' or 'executed', got {actions!r}")
-    dones = pick("terminated") | pick("truncated")
-    k = len(acts)
-    infos = np.empty(k, dtype=object)
-    for i in range(k):
-        infos[i] = {}
-    return itypes.Transitions(obs=pick("obs"), acts=acts, infos=infos, next_obs=pick("next_obs"), dones=dones)
-

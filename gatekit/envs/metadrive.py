@@ -244,6 +244,35 @@ def _check_bool(name: str, value: Any) -> bool:
     return bool(value)
 
 
+def _check_splits(num_scenarios: Any, train_start_seed: Any, test_start_seed: Any) -> tuple[int, int, int]:
+    """Scenario counts and start seeds, the train and test ranges disjoint."""
+    n = _check_int("num_scenarios", num_scenarios, 1)
+    train = _check_int("train_start_seed", train_start_seed, 0)
+    test = _check_int("test_start_seed", test_start_seed, 0)
+    if train < test + n and test < train + n:
+        raise ConfigError(f"num_scenarios: train maps [{train}, {train + n}) and test maps [{test}, {test + n}) "
+                          f"overlap; lower num_scenarios or move a start seed")
+    return n, train, test
+
+
+def _check_map(map: Any) -> None:  # noqa: A002  (MetaDrive's own name for it)
+    if map is None or (isinstance(map, str) and map.strip()):
+        return
+    if isinstance(map, numbers.Integral) and not isinstance(map, bool) and int(map) >= 1:
+        return
+    raise ConfigError(f"map: expected a block count >= 1 or a block string such as 'COT', got {map!r}")
+
+
+def _check_extra_config(extra_config: Any) -> None:
+    if extra_config is None:
+        return
+    if not isinstance(extra_config, dict):
+        raise ConfigError(f"extra_config: expected a mapping of SafeMetaDriveEnv config entries, got {type(extra_config).__name__}")
+    for key, arg in _RESERVED_KEYS.items():
+        if key in extra_config:
+            raise ConfigError(f"extra_config: '{key}' is set by the argument {arg}; use that instead")
+
+
 def make_metadrive_env(
     *,
     split: str = "train",
@@ -287,29 +316,14 @@ def make_metadrive_env(
     split = check_split(split)
     if seed is not None:
         _check_int("seed", seed, 0)
-    num_scenarios = _check_int("num_scenarios", num_scenarios, 1)
-    train_start_seed = _check_int("train_start_seed", train_start_seed, 0)
-    test_start_seed = _check_int("test_start_seed", test_start_seed, 0)
-    if train_start_seed < test_start_seed + num_scenarios and test_start_seed < train_start_seed + num_scenarios:
-        raise ConfigError(
-            f"num_scenarios: train maps [{train_start_seed}, {train_start_seed + num_scenarios}) and test maps "
-            f"[{test_start_seed}, {test_start_seed + num_scenarios}) overlap; lower num_scenarios or move a start seed"
-        )
+    num_scenarios, train_start_seed, test_start_seed = _check_splits(num_scenarios, train_start_seed, test_start_seed)
     traffic_density = _check_unit("traffic_density", traffic_density)
     horizon = _check_int("horizon", horizon, 1)
     accident_prob = _check_unit("accident_prob", accident_prob)
-    if map is not None and not (
-        (isinstance(map, numbers.Integral) and not isinstance(map, bool) and map >= 1)
-        or (isinstance(map, str) and map.strip())
-    ):
-        raise ConfigError(f"map: expected a block count >= 1 or a block string such as 'COT', got {map!r}")
+    _check_map(map)
     out_of_route_done = _check_bool("out_of_route_done", out_of_route_done)
     render = _check_bool("render", render)
-    if extra_config is not None and not isinstance(extra_config, dict):
-        raise ConfigError(f"extra_config: expected a mapping of SafeMetaDriveEnv config entries, got {type(extra_config).__name__}")
-    for key, arg in _RESERVED_KEYS.items():
-        if extra_config and key in extra_config:
-            raise ConfigError(f"extra_config: '{key}' is set by the argument {arg}; use that instead")
+    _check_extra_config(extra_config)
 
     if _live_env() is not None:
         raise _one_engine_error()
