@@ -1,0 +1,80 @@
+"""What a run writes as it goes: CSV rows and TensorBoard scalars."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+
+class RunLogs:
+    """The run's CSV files (``progress.csv`` per training episode, ``eval.csv`` per evaluation)
+    and TensorBoard events (``tb/``, when enabled and installed)."""
+
+    EP_FIELDS = ("step", "episode", "return", "length", "expert_steps", "expert_queries", "switches",
+                 "takeover_rate", "total_expert_steps", "total_switches")
+    EVAL_FIELDS = ("step", "expert_steps", "switches", "episodes", "test_success", "test_return", "wall_seconds")
+
+    def __init__(self, run_dir: Path, *, tensorboard: bool) -> None:
+        self.run_dir = run_dir
+        self._files: dict[str, Any] = {}
+        self._writers: dict[str, csv.DictWriter] = {}
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(run_dir / "tb"))
+            except ImportError:
+                self.tb = None
+
+    def _writer(self, name: str, fields: tuple[str, ...]) -> csv.DictWriter:
+        if name not in self._writers:
+            path = self.run_dir / name
+            new = not path.exists() or path.stat().st_size == 0
+            fh = open(path, "a", newline="")
+            w = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
+            if new:
+                w.writeheader()
+            self._files[name], self._writers[name] = fh, w
+        return self._writers[name]
+
+    def episode(self, row: dict[str, Any]) -> None:
+        self._writer("progress.csv", self.EP_FIELDS).writerow(row)
+        if self.tb is not None:
+            step = row["step"]
+            for k in ("return", "length", "takeover_rate", "switches"):
+                self.tb.add_scalar(f"train/episode_{k}", row[k], step)
+            self.tb.add_scalar("train/total_expert_steps", row["total_expert_steps"], step)
+
+    def evaluation(self, row: dict[str, Any]) -> None:
+        flat = {k: (v["mean"] if isinstance(v, dict) else v) for k, v in row.items()}
+        self._writer("eval.csv", self.EVAL_FIELDS).writerow(flat)
+        self._files["eval.csv"].flush()
+        if self.tb is not None:
+            for k, v in flat.items():
+                if k.startswith("test_") and isinstance(v, float):
+                    self.tb.add_scalar(f"eval/{k[5:]}", v, row["step"])
+                    self.tb.add_scalar(f"eval_vs_expert_steps/{k[5:]}", v, row["expert_steps"])
+
+    def scalars(self, metrics: dict[str, float], step: int) -> None:
+        if self.tb is not None:
+            for k, v in metrics.items():
+                self.tb.add_scalar(f"update/{k}", v, step)
+
+    def flush(self) -> None:
+        for fh in self._files.values():
+            fh.flush()
+        if self.tb is not None:
+            self.tb.flush()
+
+    def close(self) -> None:
+        """Flush and close every file (idempotent)."""
+        self.flush()
+        for fh in self._files.values():
+            fh.close()
+        self._files.clear()
+        self._writers.clear()
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None

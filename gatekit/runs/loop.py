@@ -1,0 +1,324 @@
+"""The training loop: act, step, observe, update the learner, update the criterion, then the
+hooks (evaluate, checkpoint, progress). Resume from a run folder.
+
+One run is one process (plus an evaluation worker). A run folder holds:
+
+=================== =====================================================================
+file                what
+=================== =====================================================================
+recipe.yaml         the resolved recipe (after ``--set`` overrides and ``--seed``)
+records.gkr         every step, expert-labelled ones durable as they happen (gatekit.data)
+checkpoint.pt       learner, criterion, RNG, schedules, evaluations (atomic; torch tensors
+                    and plain values only, loaded with ``weights_only=True``)
+novice_final.pt     the learner's state at the end; ``novice_best.pt``: at its best evaluation
+progress.csv        one row per training episode
+eval.csv            one row per evaluation
+tb/                 TensorBoard event files
+results.json        the run's figures (:class:`~gatekit.runs.results.RunResult`, docs/results.md)
+*.png               take-over rate over training; test success vs expert-involved steps
+=================== =====================================================================
+
+Resume (:func:`train` with ``resume=RUN_DIR``): the record log is the truth. Counters (steps,
+expert-involved steps, queries, switches, episodes) are recomputed from it; the learner and the
+criterion come back from the last checkpoint; steps recorded after that checkpoint are kept
+and used by the next update; the interrupted episode is not continued (the simulator's state
+cannot be restored), the next one starts fresh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from gatekit.config import Recipe, build, load_recipe
+from gatekit.criteria import CRITERIA
+from gatekit.data import RecordStore
+from gatekit.envs import ENVS
+from gatekit.errors import GatekitError, RunDirError
+from gatekit.experts import EXPERTS
+from gatekit.learners import LEARNERS
+from gatekit.runs.checkpoint import CHECKPOINT_NAME, RunState, load_checkpoint, restore, save_checkpoint
+from gatekit.runs.evaluator import EXPERT_TAG, FINAL_TAG, Evaluator
+from gatekit.runs.hooks import CheckpointHook, EvaluationHook, Hook, ProgressHook
+from gatekit.runs.logs import RunLogs
+from gatekit.runs.results import EvalPoint, RunResult
+from gatekit.runs.rundir import (
+    atomic_torch_save,
+    atomic_write_bytes,
+    check_out_for_new_run,
+    check_run_dir,
+    default_run_dir,
+)
+from gatekit.runs.stop import StopFlag
+from gatekit.wrappers.intervention import InterventionWrapper, Totals
+
+
+def episode_seed(seed: int, episode: int) -> int:
+    """The reset seed of training episode ``episode``: random-looking, reproducible, resumable."""
+    return int(np.random.SeedSequence([seed, episode]).generate_state(1)[0])
+
+
+class Run:
+    """One training run of ``recipe`` in ``run_dir`` (see the module docstring).
+
+    Attributes:
+        recipe: the run's recipe.
+        run_dir: its folder.
+        state: bookkeeping restored on resume (:class:`~gatekit.runs.checkpoint.RunState`).
+        env, expert, criterion, learner, store, wrapper: the components (after :meth:`build`).
+        logs, evaluator: the run's outputs (during :meth:`run`).
+    """
+
+    env: Any
+    expert: Any
+    criterion: Any
+    learner: Any
+    store: RecordStore
+    wrapper: InterventionWrapper
+    logs: RunLogs
+    evaluator: Evaluator
+
+    def __init__(self, recipe: Recipe, run_dir: Path, *, resuming: bool = False) -> None:
+        self.recipe = recipe
+        self.run_dir = run_dir
+        self.resuming = resuming
+        self.state = RunState()
+        self._t0 = time.perf_counter()
+
+    @property
+    def totals(self) -> Totals:
+        return self.wrapper.totals
+
+    def wall(self) -> float:
+        """Wall seconds of this run, earlier sessions included."""
+        return self.state.wall_seconds + (time.perf_counter() - self._t0)
+
+    # -- setup ------------------------------------------------------------------------------------
+    def build(self, *, records: bool = True) -> None:
+        """Seed, then build env, expert, criterion, learner, record store and the gate (in this
+        order: the order fixes what each draws from the seeded RNGs). ``records=False`` keeps
+        the records in memory (a dry run)."""
+        r = self.recipe
+        torch.manual_seed(r.seed)
+        np.random.seed(r.seed % 2**32)  # for third-party code that still uses the global RNG
+        self.env = build(ENVS, r.env, "env", split="train", seed=r.seed)
+        try:
+            self.expert = build(EXPERTS, r.expert, "expert", env=self.env)
+            self.criterion = build(CRITERIA, r.criterion, "criterion")
+            self.learner = build(LEARNERS, r.learner, "learner", observation_space=self.env.observation_space,
+                                 action_space=self.env.action_space, seed=r.seed)
+            path = self.run_dir / "records.gkr" if records else None
+            sync = r.data
+            if self.resuming and path is not None and path.exists():
+                self.store = RecordStore.open(path, self.env.observation_space, self.env.action_space,
+                                              max_unsynced=sync.max_unsynced, sync_seconds=sync.sync_seconds)
+            else:
+                self.store = RecordStore(self.env.observation_space, self.env.action_space, path=path,
+                                         max_unsynced=sync.max_unsynced, sync_seconds=sync.sync_seconds)
+            self.wrapper = InterventionWrapper(self.env, expert=self.expert, criterion=self.criterion,
+                                               store=self.store, on_nonfinite=r.on_nonfinite,
+                                               warmup_steps=r.budget.warmup_steps)
+        except BaseException:
+            self.env.close()
+            raise
+
+    def restore(self) -> None:
+        """Counters from the record log; learner, criterion and state from the last checkpoint."""
+        counts = self.store.counts()
+        self.wrapper.restore(Totals(steps=counts["total_steps"], expert_steps=counts["expert_steps"],
+                                    expert_queries=counts["expert_queries"], switches=counts["switches"],
+                                    episodes=counts["episodes"]), episodes=counts["episodes"])
+        ckpt = load_checkpoint(self.run_dir / CHECKPOINT_NAME)
+        if ckpt is not None:
+            self.state = restore(ckpt, learner=self.learner, criterion=self.criterion)
+
+    def checkpoint(self) -> None:
+        self.store.sync()
+        save_checkpoint(self.run_dir / CHECKPOINT_NAME, records=len(self.store), learner=self.learner,
+                        criterion=self.criterion, state=dataclasses.replace(self.state, wall_seconds=self.wall()))
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def update(self, *, learner: bool, criterion: bool) -> None:
+        """Train the learner and/or the criterion; the learner first, so that a learned gate
+        re-scores the novice it has just become."""
+        if not (learner or criterion):
+            return
+        metrics: dict[str, float] = {}
+        if learner:
+            metrics.update(self.learner.update(self.store))
+        if criterion:
+            metrics.update({f"criterion/{k}": v for k, v in self.criterion.update(self.store, self.learner).items()})
+        self.logs.scalars(metrics, self.totals.steps)
+
+    def _expert_budget_spent(self) -> bool:
+        cap = self.recipe.budget.expert_steps
+        return cap is not None and self.totals.expert_steps >= cap
+
+    def loop(self, stop: StopFlag, hooks: list[Hook]) -> None:
+        r, env, totals = self.recipe, self.wrapper, self.wrapper.totals
+        budget, warmup = r.budget.total_steps, r.budget.warmup_steps
+        for hook in hooks:
+            hook.start(self)
+        if warmup and totals.steps >= warmup and self.learner.updates == 0:
+            self.update(learner=True, criterion=True)  # resumed after the warm-up, before the first training
+        ep_return = 0.0
+        obs, _ = env.reset(seed=episode_seed(r.seed, env.episode + 1))
+        while totals.steps < budget and not self._expert_budget_spent() and stop.signal is None:
+            action = self.learner.act(obs)
+            obs, reward, terminated, truncated, info = env.step(action)
+            ep_return += float(reward)
+            assert env.last_record is not None
+            self.learner.observe(env.last_record, self.store)
+            if warmup and totals.steps == warmup:
+                self.update(learner=True, criterion=True)  # the end of the expert's warm-up
+            elif totals.steps > warmup:
+                self.update(learner=self.learner.wants_update(self.store),
+                            criterion=self.criterion.wants_update(self.store))
+            if terminated or truncated:
+                self.logs.episode({"step": totals.steps, "episode": env.episode, "return": ep_return,
+                                   **info[env.info_key]["episode"], "total_expert_steps": totals.expert_steps,
+                                   "total_switches": totals.switches})
+                ep_return = 0.0
+                if totals.steps < budget:
+                    obs, _ = env.reset(seed=episode_seed(r.seed, env.episode + 1))
+            for hook in hooks:
+                hook.after_step(self)
+
+    # -- a whole run ---------------------------------------------------------------------------------
+    def run(self, *, progress: bool, on_progress: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+        """Build, resume if asked, train, evaluate; always write ``results.json`` and a checkpoint
+        when the loop stopped (finished or interrupted)."""
+        from gatekit.progress import RunProgress
+
+        r = self.recipe
+        if not self.resuming:
+            atomic_write_bytes(self.run_dir / "recipe.yaml", yaml.safe_dump(r.to_dict(), sort_keys=False).encode())
+        torch.set_num_threads(1)
+        self.build()
+        self._t0 = time.perf_counter()
+        self.logs = RunLogs(self.run_dir, tensorboard=r.log.tensorboard)
+        self.evaluator = Evaluator(r, self.run_dir, state=self.state, logs=self.logs, wall=self.wall)
+        status, error = "running", None
+        try:
+            if self.resuming:
+                self.restore()
+                self.evaluator.state = self.state
+            self.evaluator.start()
+            if r.eval.expert_reference:
+                self.evaluator.expert_reference(self.totals)
+            bar = RunProgress(total=r.budget.total_steps, enabled=progress, description=r.name, start=len(self.store))
+            with StopFlag() as stop, bar:
+                progress_hook = ProgressHook(bar, on_progress)
+                self.loop(stop, [EvaluationHook(every=r.eval.every_steps, episodes=r.eval.episodes),
+                                 CheckpointHook(every=r.data.checkpoint_every), progress_hook])
+                bar.update(self.totals.steps, progress_hook.live(self))
+                status = "interrupted" if stop.signal is not None else "finished"
+            if status == "finished":
+                self.evaluator.final(self.totals, self.learner)
+        except KeyboardInterrupt:
+            status = "interrupted"
+        except GatekitError as exc:
+            status, error = "failed", str(exc)
+            raise
+        finally:
+            try:
+                self.store.sync()
+                if status != "running":
+                    self.checkpoint()
+                    if status == "finished":
+                        atomic_torch_save(self.learner.state_dict(), self.run_dir / "novice_final.pt")
+                result = self.result(status, error)
+                result.write(self.run_dir / "results.json")
+                self.logs.close()
+                if r.log.plots and status == "finished":
+                    from gatekit.plots import plot_run
+
+                    plot_run(self.run_dir)
+            finally:
+                self.logs.close()
+                self.evaluator.close()
+                self.store.close()
+                self.env.close()
+        return result
+
+    def result(self, status: str, error: str | None) -> RunResult:
+        """The run's :class:`~gatekit.runs.results.RunResult` as it stands."""
+        t, r = self.totals, self.recipe
+        evals = self.state.evals
+        final = next((e for e in reversed(evals) if e["tag"] == FINAL_TAG), None)
+        expert = next((e for e in evals if e["tag"] == EXPERT_TAG), None)
+        extra: dict[str, Any] = {}
+        report = getattr(self.store, "log_report", None)
+        if report is not None and not report.clean:
+            extra["record_log"] = report.to_dict()
+        return RunResult(
+            status=status, recipe=r.name, seed=r.seed, env=r.env.id, expert=r.expert.id, criterion=r.criterion.id,
+            learner=r.learner.id, total_steps=t.steps, expert_steps=t.expert_steps, expert_queries=t.expert_queries,
+            switches=t.switches, episodes=t.episodes, wall_seconds=self.wall(),
+            records_recovered_torn_bytes=int(getattr(self.store, "recovered_torn_bytes", 0)),
+            test=_stats(final), expert_test=_stats(expert),
+            evaluations=[EvalPoint(step=e["step"], expert_steps=e["expert_steps"], switches=e["switches"],
+                                   metrics={k[5:]: v["mean"] for k, v in e.items() if k.startswith("test_")})
+                         for e in evals if e["tag"] != EXPERT_TAG],
+            error=error, extra=extra)
+
+
+def _stats(row: dict[str, Any] | None) -> dict[str, Any]:
+    from gatekit.evaluation import Stat
+
+    if row is None:
+        return {}
+    return {k[5:]: Stat(float(v["mean"]), float(v["std"]), float(v["ci95"]), int(v["n"]))
+            for k, v in row.items() if k.startswith("test_")}
+
+
+# -- entry points -------------------------------------------------------------------------------------
+def validate(recipe: Recipe, *, out: Path | None = None) -> None:
+    """Check that ``recipe`` can run, without training: every component builds, spaces of env,
+    expert and learner agree, and the output folder (if given) is writable. Writes nothing."""
+    if out is not None:
+        check_out_for_new_run(Path(out))
+    run = Run(recipe, Path(out or "."))
+    run.build(records=False)
+    run.store.close()
+    run.env.close()
+
+
+def train(recipe: Recipe | None = None, *, out: Path | None = None, resume: Path | None = None,
+          progress: bool | None = None, on_progress: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
+    """Run a recipe (or resume the run in ``resume``) and return its results (also written to
+    ``results.json`` in the run folder).
+
+    Args:
+        recipe: the recipe to run (ignored when resuming: the run folder's recipe is used).
+        out: the run folder (default ``runs/<name>-s<seed>-<time>``).
+        resume: an existing run folder to continue.
+        progress: show a progress bar (default: the recipe's ``log.progress``).
+        on_progress: called every few steps with the live counters (for UIs and tests).
+    """
+    if resume is not None:
+        run_dir = Path(resume)
+        if not (run_dir / "recipe.yaml").is_file():
+            raise RunDirError(f"'{run_dir}' is not a gatekit run folder (no recipe.yaml); pass the folder printed by `gatekit train`")
+        recipe = load_recipe(run_dir / "recipe.yaml")
+        if RunResult.read_status(run_dir) == "finished":
+            raise RunDirError(f"run '{run_dir}' already finished; start a new run instead of --resume")
+    else:
+        if recipe is None:
+            raise ValueError("train() needs a recipe or resume=RUN_DIR")
+        run_dir = Path(out) if out is not None else default_run_dir(recipe.name, recipe.seed)
+        if (run_dir / "records.gkr").exists():
+            raise RunDirError(f"'{run_dir}' already holds a run; use --resume {run_dir} or another --out")
+    check_run_dir(run_dir)
+    return Run(recipe, run_dir, resuming=resume is not None).run(
+        progress=recipe.log.progress if progress is None else progress, on_progress=on_progress)
+
+
+__all__ = ["Run", "episode_seed", "train", "validate"]
