@@ -3,6 +3,8 @@
 The public names; everything else is reachable through its subpackage.
 """
 
+from typing import Any
+
 from gatekit.config import Recipe, load_recipe
 from gatekit.criteria import CRITERIA, Criterion
 from gatekit.envs import ENVS
@@ -15,7 +17,20 @@ from gatekit.wrappers import InterventionWrapper
 
 __version__ = "0.1.0"
 
+# The front doors, imported on first use (they pull in torch and the run machinery).
+_LAZY = {"train": "gatekit.runs", "validate": "gatekit.runs", "RunResult": "gatekit.runs",
+         "run_comparison": "gatekit.compare", "evaluate": "gatekit.evaluation"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gatekit' has no attribute {name!r}")
+
 __all__ = [
+    "RunResult", "evaluate", "run_comparison", "train", "validate",
     "CRITERIA", "ENVS", "EXPERTS", "LEARNERS", "ConfigError", "Criterion", "Decision", "Expert", "ExpertError",
     "GateContext", "GatekitError", "InterventionWrapper", "Learner", "Policy", "Recipe", "RunDirError",
     "SpaceMismatchError", "Transition", "Verdict", "as_policy", "load_recipe",

@@ -29,7 +29,6 @@ from gatekit.data import (
     RecordStore,
     read_log,
     scan_log,
-    to_transitions,
 )
 from gatekit.data.log import MAGIC
 from gatekit.data.store import COLUMNS
@@ -811,6 +810,8 @@ def test_random_sequences_round_trip(space_i: int, seed: int, flags: list[tuple[
 
 
 def test_to_transitions_shapes_and_rules() -> None:
+    from gatekit.export import to_transitions
+
     store, ts = fill(None, 40)
     queried = store.expert_queried
     tr = to_transitions(store, queried)

@@ -28,3 +28,23 @@ def test_relative_links_in_docs_point_to_files():
             if not (doc.parent / target.split("#")[0]).exists():
                 broken.append(f"{doc.relative_to(ROOT)} -> {target}")
     assert not broken, broken
+
+
+def test_the_custom_gate_of_the_docs_works():
+    """docs/wrap-your-env.md's own-gate example, run as written, gates a real env."""
+    import numpy as np
+
+    from gatekit import InterventionWrapper
+    from gatekit.envs.toy import EchoEnv
+    from gatekit.experts.classic import EchoExpert
+
+    text = (ROOT / "docs/wrap-your-env.md").read_text()
+    block = re.search(r"### Your own gate.*?```python\n(.*?)```", text, flags=re.S).group(1)
+    namespace: dict = {}
+    exec(compile(block, "wrap-your-env.md", "exec"), namespace)
+    env = EchoEnv()
+    env = InterventionWrapper(env, expert=EchoExpert(env=env, action=[0.0]), criterion=namespace["FarFromExpert"](gap=0.3))
+    env.reset(seed=0)
+    steps = [env.step(np.array([a], np.float32))[4]["gatekit"] for a in (0.1, 0.5, 0.2)]
+    assert [g["intervened"] for g in steps] == [False, True, False]
+    assert all(g["expert_queried"] for g in steps)  # human-gated: the expert watched every step

@@ -4,11 +4,9 @@
 * :func:`read_log`: read a record log (damage is skipped, every intact record is read, and
   what was skipped is reported in a :class:`LogReport`).
 * :func:`scan_log`: check a record log's frames without loading it.
-* :func:`to_transitions`: selected steps as ``imitation`` Transitions for behaviour cloning.
 """
 
-from gatekit.data.export import to_transitions
 from gatekit.data.log import LogReport, RecordLogWarning, read_log, scan_log
 from gatekit.data.store import RecordStore
 
-__all__ = ["LogReport", "RecordLogWarning", "RecordStore", "read_log", "scan_log", "to_transitions"]
+__all__ = ["LogReport", "RecordLogWarning", "RecordStore", "read_log", "scan_log"]

@@ -81,12 +81,40 @@ class _ImitationBC:
 
     def demonstrations(self, store: RecordStore) -> Any:
         """Every expert-labelled step so far as imitation ``Transitions`` (the expert's actions)."""
-        from gatekit.data import to_transitions
+        from gatekit.export import to_transitions
 
         return to_transitions(store, np.asarray(store.label_mask(self.labels), dtype=bool), actions="expert")
 
 
-class ImitationBCLearner(Learner):
+class _ImitationLearner(Learner):
+    """What both adapters do with their BC policy: act, predict, snapshot, and wait for one full
+    batch of labels before an update (imitation cannot train on less)."""
+
+    bc: _ImitationBC
+    schedule: EveryKLabels
+
+    def _bind_policy(self) -> None:
+        self._act = SB3Policy(self.bc.trainer.policy, self.observation_space, self.action_space, deterministic=True)
+
+    def act(self, obs: Any) -> Any:
+        return self._act(obs)
+
+    def predict_batch(self, obs: Any) -> np.ndarray:
+        from gatekit.learners.sb3.common import predict_batch
+
+        return predict_batch(self.bc.trainer.policy, obs)
+
+    def policy(self) -> Policy:
+        from gatekit.learners.sb3.common import clone_policy
+
+        # rebuilt from its weights: torch refuses to deepcopy a policy right after training
+        return SB3Policy(clone_policy(self.bc.trainer.policy), self.observation_space, self.action_space)
+
+    def wants_update(self, store: RecordStore) -> bool:
+        return self.bc.can_train(store) and self.schedule.due_in(store)
+
+
+class ImitationBCLearner(_ImitationLearner):
     """Adapter around ``imitation.algorithms.bc.BC``.
 
     Args:
@@ -119,24 +147,7 @@ class ImitationBCLearner(Learner):
         self.schedule = EveryKLabels(k=update_every, labels=labels)
         self.batches_per_update = int(batches_per_update)
         self.labels = labels
-        self._act = SB3Policy(self.trainer.policy, observation_space, action_space, deterministic=True)
-
-    def act(self, obs: Any) -> Any:
-        return self._act(obs)
-
-    def predict_batch(self, obs: Any) -> np.ndarray:
-        from gatekit.learners.sb3.common import predict_batch
-
-        return predict_batch(self.trainer.policy, obs)
-
-    def policy(self) -> Policy:
-        from gatekit.learners.sb3.common import clone_policy
-
-        # rebuilt from its weights: torch refuses to deepcopy a policy right after training
-        return SB3Policy(clone_policy(self.trainer.policy), self.observation_space, self.action_space)
-
-    def wants_update(self, store: RecordStore) -> bool:
-        return self.bc.can_train(store) and self.schedule.due_in(store)
+        self._bind_policy()
 
     def update(self, store: RecordStore) -> dict[str, float]:
         n = self.bc.labels_in(store)
@@ -202,7 +213,7 @@ def _store_trainer_class() -> type:
     return StoreDAggerTrainer
 
 
-class ImitationDAggerLearner(Learner):
+class ImitationDAggerLearner(_ImitationLearner):
     """imitation's ``DAggerTrainer`` (BC on all labels so far, per round) fed by gatekit's gate.
 
     Args:
@@ -257,24 +268,7 @@ class ImitationDAggerLearner(Learner):
         scratch = Path(tempfile.gettempdir()) / "gatekit-dagger-unused"
         self.trainer = _store_trainer_class()(venv=venv, scratch_dir=scratch, rng=rng, bc_trainer=self.bc.trainer,
                                                 custom_logger=quiet)
-        self._act = SB3Policy(self.trainer.policy, observation_space, action_space, deterministic=True)
-
-    def act(self, obs: Any) -> Any:
-        return self._act(obs)
-
-    def predict_batch(self, obs: Any) -> np.ndarray:
-        from gatekit.learners.sb3.common import predict_batch
-
-        return predict_batch(self.trainer.policy, obs)
-
-    def policy(self) -> Policy:
-        from gatekit.learners.sb3.common import clone_policy
-
-        return SB3Policy(clone_policy(self.trainer.policy), self.observation_space, self.action_space)
-
-    def wants_update(self, store: RecordStore) -> bool:
-        # imitation cannot train on less than one batch: wait for it rather than end empty rounds
-        return self.bc.can_train(store) and self.schedule.due_in(store)
+        self._bind_policy()
 
     def update(self, store: RecordStore) -> dict[str, float]:
         n = self.bc.labels_in(store)

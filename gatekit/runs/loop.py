@@ -44,7 +44,13 @@ from gatekit.envs import ENVS
 from gatekit.errors import GatekitError, RunDirError
 from gatekit.experts import EXPERTS
 from gatekit.learners import LEARNERS
-from gatekit.runs.checkpoint import CHECKPOINT_NAME, RunState, load_checkpoint, restore, save_checkpoint
+from gatekit.runs.checkpoint import (
+    CHECKPOINT_NAME,
+    RunState,
+    load_checkpoint,
+    restore,
+    save_checkpoint,
+)
 from gatekit.runs.evaluator import EXPERT_TAG, FINAL_TAG, Evaluator
 from gatekit.runs.hooks import CheckpointHook, EvaluationHook, Hook, ProgressHook
 from gatekit.runs.logs import RunLogs

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from gatekit.nets import MiniGridCNN, is_image
+from gatekit.policies import Policy, SB3Policy
 from gatekit.types import Transition
 
 if TYPE_CHECKING:
@@ -132,6 +133,21 @@ def algorithms() -> dict[str, type]:
     from stable_baselines3 import DDPG, DQN, SAC, TD3
 
     return {"sac": SAC, "td3": TD3, "ddpg": DDPG, "dqn": DQN}
+
+
+class SB3ModelLearner:
+    """Mixin of learners around one SB3 model (``self.model``): its deterministic novice, as a
+    picklable copy for evaluation and batched for the gates."""
+
+    model: Any
+    observation_space: gym.Space
+    action_space: gym.Space
+
+    def policy(self) -> Policy:
+        return SB3Policy(clone_policy(self.model.policy), self.observation_space, self.action_space, deterministic=True)
+
+    def predict_batch(self, obs: Any) -> np.ndarray:
+        return predict_batch(self.model, obs)
 
 
 class StoreFedReplay:

@@ -19,25 +19,24 @@ import torch
 
 from gatekit.learners.base import Learner, check_positive, check_range
 from gatekit.learners.sb3.common import (
+    SB3ModelLearner,
     StoreFedReplay,
     algorithms,
     buffer_action,
     build_model,
-    clone_policy,
     load_model_state,
     model_state,
     policy_kwargs_for,
-    predict_batch,
 )
 from gatekit.nets import is_image, rng_state, set_rng_state
-from gatekit.policies import Policy, SB3Policy, cast_action
+from gatekit.policies import cast_action
 from gatekit.types import Transition
 
 if TYPE_CHECKING:
     from gatekit.data import RecordStore
 
 
-class SB3OffPolicyLearner(StoreFedReplay, Learner):
+class SB3OffPolicyLearner(StoreFedReplay, SB3ModelLearner, Learner):
     """An SB3 off-policy algorithm trained on the executed actions and the env's rewards.
 
     Args:
@@ -122,11 +121,6 @@ class SB3OffPolicyLearner(StoreFedReplay, Learner):
         noisy = action + self.rng.normal(0.0, self.action_noise, np.shape(action)) * (high - low) / 2
         return cast_action(np.clip(noisy, low, high), self.action_space)
 
-    def policy(self) -> Policy:
-        return SB3Policy(clone_policy(self.model.policy), self.observation_space, self.action_space, deterministic=True)
-
-    def predict_batch(self, obs: Any) -> np.ndarray:
-        return predict_batch(self.model, obs)
 
     # -- learning ----------------------------------------------------------------------------
     def _add(self, *, obs: Any, next_obs: Any, executed: Any, novice: Any, reward: float, terminated: bool,

@@ -10,21 +10,20 @@ import torch
 
 from gatekit.learners.base import Learner, check_positive, check_range
 from gatekit.learners.sb3.common import (
+    SB3ModelLearner,
     buffer_action,
     build_model,
-    clone_policy,
     policy_kwargs_for,
-    predict_batch,
 )
 from gatekit.nets import is_image
-from gatekit.policies import Policy, SB3Policy, cast_action
+from gatekit.policies import cast_action
 from gatekit.types import Transition
 
 if TYPE_CHECKING:
     from gatekit.data import RecordStore
 
 
-class SB3PPOLearner(Learner):
+class SB3PPOLearner(SB3ModelLearner, Learner):
     """SB3's PPO trained on the env's rewards (e.g. to make a neural expert for a new task).
 
     PPO is on-policy: each step's record goes into its ``RolloutBuffer`` with the value and
@@ -83,11 +82,6 @@ class SB3PPOLearner(Learner):
         action, _ = self.model.predict(obs, deterministic=False)
         return cast_action(action, self.action_space)
 
-    def policy(self) -> Policy:
-        return SB3Policy(clone_policy(self.model.policy), self.observation_space, self.action_space, deterministic=True)
-
-    def predict_batch(self, obs: Any) -> np.ndarray:
-        return predict_batch(self.model, obs)
 
     @torch.no_grad()
     def _value(self, obs: Any) -> torch.Tensor:

@@ -35,17 +35,16 @@ from torch.nn import functional as F
 
 from gatekit.learners.base import Learner, check_positive, check_range
 from gatekit.learners.sb3.common import (
+    SB3ModelLearner,
     StoreFedReplay,
     buffer_action,
     build_model,
-    clone_policy,
     load_model_state,
     model_state,
     policy_kwargs_for,
-    predict_batch,
 )
 from gatekit.nets import is_image
-from gatekit.policies import Policy, SB3Policy, cast_action
+from gatekit.policies import cast_action
 from gatekit.types import Transition
 
 if TYPE_CHECKING:
@@ -184,7 +183,7 @@ class PVPDQN(_PVPMixin, DQN):  # type: ignore[misc]  # replay_buffer narrowed to
         self._n_updates += gradient_steps
 
 
-class PVPLearner(StoreFedReplay, Learner):
+class PVPLearner(StoreFedReplay, SB3ModelLearner, Learner):
     """PVP: TD3 (Box actions) or DQN (Discrete) trained on proxy values, every env step.
 
     Args:
@@ -260,11 +259,6 @@ class PVPLearner(StoreFedReplay, Learner):
         action, _ = self.model.predict(obs, deterministic=True)
         return cast_action(action, self.action_space)
 
-    def policy(self) -> Policy:
-        return SB3Policy(clone_policy(self.model.policy), self.observation_space, self.action_space, deterministic=True)
-
-    def predict_batch(self, obs: Any) -> np.ndarray:
-        return predict_batch(self.model, obs)
 
     # -- learning ----------------------------------------------------------------------------
     def _add(self, *, obs: Any, next_obs: Any, executed: Any, novice: Any, reward: float, terminated: bool,

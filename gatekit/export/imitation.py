@@ -1,4 +1,4 @@
-"""Records as other libraries' datasets: ``imitation`` Transitions (for behaviour cloning)."""
+"""Records as ``imitation`` Transitions, for behaviour cloning with ``imitation`` (optional extra)."""
 
 from __future__ import annotations
 
