@@ -46,8 +46,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import gymnasium as gym
 import numpy as np
 
-from gatekit.data.log import LogReport, RecordLog, RecordLogWarning, make_schema
-from gatekit.errors import ConfigError, RunDirError, nearest
+from gatekit.data.log import LogReport, RecordLog, RecordLogWarning
+from gatekit.data.schema import describe, fill_value, record_schema
+from gatekit.errors import RunDirError, nearest
 from gatekit.types import Labels, Transition
 
 __all__ = ["COLUMNS", "RecordStore"]
@@ -56,66 +57,6 @@ COLUMNS = ("step", "episode", "obs", "next_obs", "novice_action", "expert_action
            "intervened", "expert_queried", "switched", "reward", "terminated", "truncated", "score")
 _ARRAY_FIELDS = ("obs", "next_obs", "novice_action", "executed_action")  # validated per append
 _MIN_CAPACITY = 256
-
-
-def _space_spec(space: gym.Space, role: str) -> tuple[np.dtype, tuple[int, ...], dict[str, Any]]:
-    """(dtype, shape, JSON description) under which ``space``'s values are stored."""
-    if isinstance(space, gym.spaces.Box):
-        return np.dtype(space.dtype), tuple(space.shape), {"type": "Box", "dtype": np.dtype(space.dtype).name,
-                                                            "shape": list(space.shape)}
-    if isinstance(space, gym.spaces.Discrete):
-        return np.dtype(np.int64), (), {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
-    if isinstance(space, gym.spaces.MultiDiscrete):
-        return np.dtype(space.dtype), tuple(space.shape), {"type": "MultiDiscrete",
-                                                            "nvec": np.asarray(space.nvec).tolist()}
-    if isinstance(space, gym.spaces.MultiBinary):
-        return np.dtype(space.dtype), tuple(space.shape), {"type": "MultiBinary", "shape": list(space.shape)}
-    hint = ("wrap the env in gymnasium.wrappers.FlattenObservation" if role == "observation" else
-            "wrap the env so its action space is a Box (see gymnasium.spaces.flatten_space)")
-    raise ConfigError(f"RecordStore cannot store a {type(space).__name__} {role} space (Box, Discrete, "
-                      f"MultiDiscrete and MultiBinary are supported); {hint}")
-
-
-def _describe(desc: dict[str, Any]) -> str:
-    kind = desc.get("type")
-    if kind == "Box":
-        return f"Box({desc.get('dtype')}, {tuple(desc.get('shape', ()))})"
-    if kind == "Discrete":
-        start = desc.get("start", 0)
-        return f"Discrete({desc.get('n')}{f', start={start}' if start else ''})"
-    if kind == "MultiDiscrete":
-        return f"MultiDiscrete({desc.get('nvec')})"
-    if kind == "MultiBinary":
-        return f"MultiBinary({desc.get('shape')})"
-    return str(kind)
-
-
-def _fill_value(dtype: np.dtype) -> Any:
-    """What ``expert_action`` holds where the expert was not queried."""
-    if dtype.kind in "fc":
-        return np.nan
-    if dtype.kind == "i":
-        return -1
-    if dtype.kind == "u":
-        return np.iinfo(dtype).max
-    return False
-
-
-def _schema(observation_space: gym.Space, action_space: gym.Space) -> dict[str, Any]:
-    o_dt, o_shape, o_desc = _space_spec(observation_space, "observation")
-    a_dt, a_shape, a_desc = _space_spec(action_space, "action")
-    fields = [
-        ("step", np.int64, ()), ("episode", np.int64, ()),
-        ("obs", o_dt, o_shape), ("next_obs", o_dt, o_shape),
-        ("novice_action", a_dt, a_shape), ("expert_action", a_dt, a_shape), ("executed_action", a_dt, a_shape),
-        ("intervened", np.bool_, ()), ("expert_queried", np.bool_, ()), ("switched", np.bool_, ()),
-        ("reward", np.float64, ()), ("terminated", np.bool_, ()), ("truncated", np.bool_, ()),
-        ("score", np.float64, ()),
-    ]
-    fill = _fill_value(a_dt)
-    # Recorded so that readers without gatekit know which expert_action rows are placeholders.
-    fill_json = "nan" if isinstance(fill, float) else bool(fill) if isinstance(fill, bool) else int(fill)
-    return make_schema(fields, spaces={"observation": o_desc, "action": a_desc}, expert_action_fill=fill_json)
 
 
 class RecordStore:
@@ -165,7 +106,7 @@ class RecordStore:
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, *,
                  path: str | os.PathLike[str] | None = None, max_unsynced: int = 8,
                  sync_seconds: float = 2.0) -> None:
-        schema = _schema(observation_space, action_space)
+        schema = record_schema(observation_space, action_space)
         self._init(observation_space, action_space, schema)
         self._alloc(_MIN_CAPACITY)
         if path is not None:
@@ -180,7 +121,7 @@ class RecordStore:
         self._closed = False
         self._n = 0
         self._cols: dict[str, np.ndarray] = {}
-        self._fill = _fill_value(self._fields["expert_action"][0])
+        self._fill = fill_value(self._fields["expert_action"][0])
         self._expert_steps = self._expert_queries = self._switches = 0
         self._episode_ids: set[int] = set()
         self._last_episode: int | None = None
@@ -234,17 +175,17 @@ class RecordStore:
         """
         if on_damage not in ("warn", "raise", "ignore"):
             raise ValueError(f"on_damage must be 'warn', 'raise' or 'ignore', got {on_damage!r}")
-        schema = _schema(observation_space, action_space)
+        schema = record_schema(observation_space, action_space)
         p = Path(path)
 
         def check(found: dict[str, Any]) -> None:
             if found.get("fields") != schema["fields"] or found.get("spaces") != schema["spaces"]:
                 have = found.get("spaces") or {}
                 raise RunDirError(
-                    f"record log '{p}' was written for observation {_describe(have.get('observation', {}))} "
-                    f"and action {_describe(have.get('action', {}))}, but this env has observation "
-                    f"{_describe(schema['spaces']['observation'])} and action "
-                    f"{_describe(schema['spaces']['action'])}; this run folder belongs to another env: "
+                    f"record log '{p}' was written for observation {describe(have.get('observation', {}))} "
+                    f"and action {describe(have.get('action', {}))}, but this env has observation "
+                    f"{describe(schema['spaces']['observation'])} and action "
+                    f"{describe(schema['spaces']['action'])}; this run folder belongs to another env: "
                     f"use a new run folder")
 
         def inspect(report: LogReport) -> None:
