@@ -8,6 +8,8 @@
   actions, one output per action for Discrete ones.
 * :func:`bc_step` — one behaviour-cloning gradient step (MSE for Box, cross-entropy for Discrete).
 * :func:`soft_update` — Polyak averaging of a target network.
+* :class:`NumpyMLP`, :func:`numpy_qnet` — a frozen numpy copy of a vector network for single
+  decisions, where torch's per-call overhead costs several times the arithmetic.
 * :func:`as_obs_tensor`, :func:`as_action_tensor`, :func:`seeded_init` — the small conversions
   every network user needs, in one place.
 """
@@ -201,3 +203,66 @@ def seeded_init(seed: int, build: Any) -> Any:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build()
+
+
+class NumpyMLP:
+    """A frozen numpy copy of an MLP (``nn.Sequential`` of ``Linear`` and ReLU/Tanh), for
+    forward passes on one observation at a time.
+
+    A gate decides once per env step on a single observation; through torch, a small MLP's
+    forward pass is dominated by framework overhead (module dispatch, tensor allocation), which
+    numpy on the same float32 weights avoids. The copy does not follow later training: rebuild
+    it after each update (its results match torch's up to float32 rounding).
+
+    Example:
+        >>> net = mlp(3, 1, [8])
+        >>> x = np.ones((2, 3), np.float32)
+        >>> fast = NumpyMLP(net)
+        >>> bool(np.allclose(fast(x), net(torch.as_tensor(x)).detach().numpy(), atol=1e-6))
+        True
+    """
+
+    def __init__(self, net: nn.Sequential) -> None:
+        self.layers: list[tuple[str, Any]] = []
+        for module in net:
+            if isinstance(module, nn.Linear):
+                w = module.weight.detach().cpu().numpy().astype(np.float32).T.copy()
+                b = module.bias.detach().cpu().numpy().astype(np.float32).copy()
+                self.layers.append(("linear", (w, b)))
+            elif isinstance(module, nn.ReLU):
+                self.layers.append(("relu", None))
+            elif isinstance(module, nn.Tanh):
+                self.layers.append(("tanh", None))
+            else:
+                raise TypeError(f"NumpyMLP supports Linear, ReLU and Tanh layers, got {type(module).__name__}")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        for kind, params in self.layers:
+            if kind == "linear":
+                w, b = params
+                x = x @ w
+                x += b
+            elif kind == "relu":
+                np.maximum(x, 0.0, out=x)
+            else:
+                np.tanh(x, out=x)
+        return x
+
+
+def numpy_qnet(q: QNet) -> Any:
+    """A function ``(obs batch, action batch) -> Q values (float64)`` that matches ``q`` on vector
+    observations with Box actions, in numpy; None where it does not apply (image observations or
+    Discrete actions: use ``q`` itself)."""
+    if q.discrete or q.encoder.image:
+        return None
+    head = NumpyMLP(q.head)  # type: ignore[arg-type]
+    scale = np.float32(q.encoder.scale)
+
+    def values(obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        o = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+        if scale != 1.0:
+            o = o * scale
+        a = np.asarray(actions, dtype=np.float32).reshape(len(o), -1)
+        return head(np.concatenate([o, a], axis=1))[:, 0].astype(np.float64)
+
+    return values

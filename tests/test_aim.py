@@ -159,7 +159,7 @@ def test_beta_is_re_estimated_at_episode_end_only_with_more_than_min_estimates()
 @pytest.mark.parametrize("beta_update", ["paper", "rescore"])
 def test_estimates_are_cleared_by_updates_only_in_paper_mode(beta_update):
     c = fitted_criterion(beta_update=beta_update, steps_per_update=1)
-    c.q_values = lambda obs, acts: np.asarray(obs)[:, 0].astype(np.float64)  # a stub Q: the first coordinate
+    c.q_values = c._fast_q = lambda obs, acts: np.asarray(obs)[:, 0].astype(np.float64)  # a stub Q: the first coordinate
     rows = [([0.1 * i, 0, 0], np.zeros(2, np.float32), np.zeros(2, np.float32), True, False) for i in range(4)]
     store = make_store(OBS3, BOX2, rows)
     obs = np.zeros(3, np.float32)
@@ -191,7 +191,7 @@ def test_takeover_and_handback_edges_through_the_wrapper():
     c = AIMCriterion(hidden=[8])
     w = InterventionWrapper(env, expert=EchoExpert(env=env, action=[0.0]), criterion=c)
     c.ready, c.beta, c.eps = True, 0.5, 0.25
-    c.q_values = lambda obs, acts: np.asarray(acts, np.float64).reshape(len(acts), -1)[:, 0]  # Q = a_n
+    c.q_values = c._fast_q = lambda obs, acts: np.asarray(acts, np.float64).reshape(len(acts), -1)[:, 0]  # Q = a_n
     w.reset(seed=0)
     plan = [  # (novice action, expert acts?, switched?)
         (0.5, False, False),   # Q == beta: no take-over (strict >)
@@ -425,3 +425,22 @@ def test_small_run_takeover_rate_falls_and_novice_improves(tmp_path):
     assert rate2 < 0.6 * rate1, (rate1, rate2)
     evals = res.evaluations
     assert evals[-1].get("return") > evals[0].get("return") + 100, evals
+
+
+def test_single_decisions_use_a_numpy_copy_of_q_that_matches_torch():
+    c = AIMCriterion(hidden=[32, 16])
+    c.bind(OBS3, BOX2)
+    c.ready, c.beta, c.eps = True, 0.0, 0.1
+    rng = np.random.default_rng(0)
+    obs, acts = rng.normal(size=(20, 3)).astype(np.float32), rng.uniform(-1, 1, (20, 2)).astype(np.float32)
+    single = [c.decide(GateContext(obs=o, novice_action=a, expert_in_control=False, episode_step=0,
+                                   expert_fn=lambda _: None)).score for o, a in zip(obs, acts, strict=True)]
+    np.testing.assert_allclose(single, c.q_values(obs, acts), rtol=1e-5, atol=1e-6)
+    # after a fit the copy is rebuilt: decisions follow the new Q
+    rows = [([0.1 * i, 0, 0], np.zeros(2, np.float32), np.full(2, 0.5, np.float32), True, False) for i in range(10)]
+    c.ready = False
+    c.update(make_store(OBS3, BOX2, rows), TableNovice({}))
+    again = [c.decide(GateContext(obs=o, novice_action=a, expert_in_control=False, episode_step=0,
+                                  expert_fn=lambda _: None)).score for o, a in zip(obs, acts, strict=True)]
+    np.testing.assert_allclose(again, c.q_values(obs, acts), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(again, single)
