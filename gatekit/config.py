@@ -77,6 +77,10 @@ class EvalConfig:
     in_worker: bool = True
     """Evaluate in a separate process (required for one-engine-per-process simulators such as
     MetaDrive; also lets evaluation use a second core while training goes on)."""
+    final_workers: int | None = None
+    """Processes sharing the final evaluation's episodes (with ``in_worker``; None: one per
+    CPU core available, at most 4). The metrics are the same whatever the count: each episode
+    depends on its seed alone."""
 
 
 @dataclass(kw_only=True)
@@ -146,6 +150,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "eval.every_steps": (0, math.inf),
     "eval.episodes": (1, math.inf),
     "eval.final_episodes": (0, math.inf),
+    "eval.final_workers": (1, 64),
     "data.max_unsynced": (0, math.inf),
     "data.sync_seconds": (0, math.inf),
     "data.checkpoint_every": (1, math.inf),

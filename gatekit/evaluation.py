@@ -53,11 +53,13 @@ def summarize(episodes: list[dict[str, float]]) -> dict[str, Stat]:
 
 
 def run_episodes(env: Any, act: Callable[[Any], Any], episodes: int, *, on_episode: Callable[[int], None] | None = None,
-                 reset_actor: Callable[[int], None] | None = None) -> list[dict[str, float]]:
-    """Run ``episodes`` test episodes (seeds 0..N-1) with ``act`` and return their metrics."""
+                 reset_actor: Callable[[int], None] | None = None, first: int = 0) -> list[dict[str, float]]:
+    """Run ``episodes`` test episodes (seeds ``first .. first + episodes - 1``) with ``act`` and
+    return their metrics. Each episode depends on its seed alone, so a set of episodes split
+    into parts (run anywhere) gives the same metrics as one run."""
     extra = list(env.metadata.get(METRICS_KEY, []))
     out = []
-    for i in range(episodes):
+    for i in range(first, first + episodes):
         obs, info = env.reset(seed=i)
         if reset_actor is not None:
             reset_actor(i)
@@ -79,7 +81,7 @@ def run_episodes(env: Any, act: Callable[[Any], Any], episodes: int, *, on_episo
 
 
 def evaluate(env_comp: Component, actor: Any, episodes: int, *, expert_comp: Component | None = None,
-             on_episode: Callable[[int], None] | None = None) -> list[dict[str, float]]:
+             on_episode: Callable[[int], None] | None = None, first: int = 0) -> list[dict[str, float]]:
     """Build the test env from ``env_comp`` and evaluate ``actor`` on it.
 
     ``actor`` is a policy (``obs -> action``); with ``expert_comp`` the expert it names is built
@@ -94,8 +96,8 @@ def evaluate(env_comp: Component, actor: Any, episodes: int, *, expert_comp: Com
             expert = build(EXPERTS, expert_comp, "expert", env=env)
             expert.bind(env)
             return run_episodes(env, expert.act, episodes, on_episode=on_episode,
-                                reset_actor=lambda i: expert.reset(seed=10_000 + i))
-        return run_episodes(env, actor, episodes, on_episode=on_episode)
+                                reset_actor=lambda i: expert.reset(seed=10_000 + i), first=first)
+        return run_episodes(env, actor, episodes, on_episode=on_episode, first=first)
     finally:
         env.close()
 
@@ -108,9 +110,9 @@ def _worker_main(conn: Any, threads: int) -> None:
         msg = conn.recv()
         if msg is None:
             break
-        tag, env_comp, actor, episodes, expert_comp = msg
+        tag, env_comp, actor, episodes, expert_comp, first = msg
         try:
-            result: Any = evaluate(env_comp, actor, episodes, expert_comp=expert_comp)
+            result: Any = evaluate(env_comp, actor, episodes, expert_comp=expert_comp, first=first)
             conn.send((tag, "ok", result))
         except Exception as exc:  # reported to the parent, which decides
             conn.send((tag, "error", f"{type(exc).__name__}: {exc}"))
@@ -134,8 +136,11 @@ class EvalWorker:
         self._proc.start()
         self.pending: list[str] = []
 
-    def submit(self, tag: str, env_comp: Component, actor: Any, episodes: int, *, expert_comp: Component | None = None) -> None:
-        self._conn.send((tag, env_comp, actor, episodes, expert_comp))
+    def submit(self, tag: str, env_comp: Component, actor: Any, episodes: int, *, expert_comp: Component | None = None,
+               first: int = 0) -> None:
+        """Evaluate ``actor`` (or the expert of ``expert_comp``) on test episodes
+        ``first .. first + episodes - 1``."""
+        self._conn.send((tag, env_comp, actor, episodes, expert_comp, first))
         self.pending.append(tag)
 
     def poll(self, *, block: bool = False) -> list[tuple[str, list[dict[str, float]]]]:

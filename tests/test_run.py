@@ -41,3 +41,15 @@ def test_finished_run_cannot_be_resumed_and_folder_is_not_reused(tmp_path):
     saved = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())
     assert load_recipe_dict(saved) == load_recipe_dict(raw)
     assert json.loads((tmp_path / "run" / "results.json").read_text())["schema"] == "gatekit.results/1"
+
+
+def test_final_evaluation_shared_by_processes_gives_the_same_figures(tmp_path):
+    """The final evaluation split over worker processes (each episode seeded alone) reports
+    exactly what one process would."""
+    results = {}
+    for workers in (1, 3):
+        raw = fast_recipe(budget={"total_steps": 300},
+                          eval={"in_worker": True, "final_episodes": 7, "final_workers": workers})
+        results[workers] = train(load_recipe_dict(raw), out=tmp_path / f"w{workers}")
+    assert results[1].test["success"].n == results[3].test["success"].n == 7
+    assert {k: s.as_dict() for k, s in results[1].test.items()} == {k: s.as_dict() for k, s in results[3].test.items()}

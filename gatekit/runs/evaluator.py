@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -94,11 +95,51 @@ class Evaluator:
         self.submit(EXPERT_TAG, episodes, totals)
 
     def final(self, totals: Totals, learner: Any) -> None:
-        """The final evaluation (``eval.final_episodes``); waits for every pending one."""
+        """The final evaluation (``eval.final_episodes``), its episodes shared by
+        ``eval.final_workers`` processes; waits for every pending evaluation."""
         n = self.recipe.eval.final_episodes
+        workers = min(self.final_workers(), n)
+        if n and self.worker is not None and workers > 1:
+            self._final_in_parallel(n, workers, totals, learner)
+            return
         if n:
             self.submit(FINAL_TAG, n, totals, learner=learner)
         self.collect(block=True)
+
+    def final_workers(self) -> int:
+        """How many processes share the final evaluation."""
+        if self.recipe.eval.final_workers is not None:
+            return self.recipe.eval.final_workers
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not Linux
+            cores = os.cpu_count() or 1
+        return max(1, min(cores, 4))
+
+    def _final_in_parallel(self, n: int, workers: int, totals: Totals, learner: Any) -> None:
+        """Episodes ``[0, n)`` in ``workers`` contiguous parts: the first in the run's own worker
+        (after the evaluations queued there), the others in fresh ones; merged in seed order."""
+        assert self.worker is not None
+        self._pending[FINAL_TAG] = ({"tag": FINAL_TAG, "step": totals.steps, "expert_steps": totals.expert_steps,
+                                     "switches": totals.switches, "episodes": n}, learner.state_dict())
+        actor = learner.policy()
+        bounds = [round(k * n / workers) for k in range(workers + 1)]
+        extra = [EvalWorker() for _ in range(workers - 1)]
+        parts: dict[int, list[dict[str, float]]] = {}
+        try:
+            for k, worker in enumerate([self.worker, *extra]):
+                worker.submit(f"{FINAL_TAG}#{k}", self.recipe.env, actor, bounds[k + 1] - bounds[k], first=bounds[k])
+            for tag, episodes in self.worker.poll(block=True):
+                if tag.startswith(f"{FINAL_TAG}#"):
+                    parts[0] = episodes
+                else:
+                    self._record(tag, episodes)
+            for k, worker in enumerate(extra, start=1):
+                parts[k] = worker.poll(block=True)[0][1]
+        finally:
+            for worker in extra:
+                worker.close()
+        self._record(FINAL_TAG, [e for k in sorted(parts) for e in parts[k]])
 
     # -- collecting ------------------------------------------------------------------------------
     def collect(self, *, block: bool) -> None:
