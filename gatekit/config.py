@@ -51,6 +51,25 @@ class Component:
 
 
 @dataclass(kw_only=True)
+class EnvComponent(Component):
+    """The env's registry name and factory arguments, plus how many copies a run steps."""
+
+    n_envs: int = 1
+    """Env processes stepped in parallel by one run (each with its own expert); 1 steps the env
+    in the run's own process."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        if self.n_envs != 1:
+            out["n_envs"] = self.n_envs
+        return out
+
+    def factory(self) -> Component:
+        """The component the env factory is built from (without ``n_envs``)."""
+        return Component(id=self.id, kwargs=dict(self.kwargs))
+
+
+@dataclass(kw_only=True)
 class Budget:
     """When training stops, and the expert's warm-up."""
 
@@ -114,7 +133,7 @@ class Recipe:
 
     name: str
     """A short name; run folders are named after it."""
-    env: Component
+    env: EnvComponent
     expert: Component
     criterion: Component
     learner: Component
@@ -276,6 +295,12 @@ def _kind(v: Any) -> str:
 
 
 def _convert(tp: Any, value: Any, path: str, ranges: dict[str, tuple[float, float]]) -> Any:
+    if tp is EnvComponent:
+        comp = _load_component(value, path)
+        n_envs = comp.kwargs.pop("n_envs", 1)
+        if isinstance(n_envs, bool) or not isinstance(n_envs, int) or not 1 <= n_envs <= 64:
+            raise ConfigError(f"recipe: '{path}.n_envs' must be an integer in [1, 64], got {n_envs!r}")
+        return EnvComponent(id=comp.id, kwargs=comp.kwargs, n_envs=n_envs)
     if tp is Component:
         return _load_component(value, path)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):

@@ -121,7 +121,8 @@ class Transition:
     """One recorded step. ``expert_action`` is None when the expert was not queried.
 
     ``intervened`` is True when the expert's action was executed (an expert-involved step);
-    such steps are the expert-labelled data and are written durably as they happen.
+    such steps are the expert-labelled data and are written durably as they happen. ``env`` is
+    the index of the env that made the step when a run steps several (``env.n_envs``).
     """
 
     step: int
@@ -138,3 +139,4 @@ class Transition:
     terminated: bool
     truncated: bool
     score: float = math.nan
+    env: int = 0

@@ -57,4 +57,5 @@ def test_vec_twin_agrees_with_single_env_wrappers():
             else:
                 np.testing.assert_array_equal(obs, vobs[t + 1][i])
         assert [s.intervened for s in stores[i]] == [bool(v[i]["gatekit"]["intervened"]) for v in vinfos]
+        assert {s.env for s in stores[i]} == {i}  # records carry their env index
     assert vw.totals.steps == n * steps

@@ -64,7 +64,7 @@ def record_schema(observation_space: gym.Space, action_space: gym.Space) -> dict
         ("novice_action", a_dt, a_shape), ("expert_action", a_dt, a_shape), ("executed_action", a_dt, a_shape),
         ("intervened", np.bool_, ()), ("expert_queried", np.bool_, ()), ("switched", np.bool_, ()),
         ("reward", np.float64, ()), ("terminated", np.bool_, ()), ("truncated", np.bool_, ()),
-        ("score", np.float64, ()),
+        ("score", np.float64, ()), ("env", np.int32, ()),
     ]
     fill = fill_value(a_dt)
     # Recorded so that readers without gatekit know which expert_action rows are placeholders.

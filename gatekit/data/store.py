@@ -54,7 +54,7 @@ from gatekit.types import Labels, Transition
 __all__ = ["COLUMNS", "RecordStore"]
 
 COLUMNS = ("step", "episode", "obs", "next_obs", "novice_action", "expert_action", "executed_action",
-           "intervened", "expert_queried", "switched", "reward", "terminated", "truncated", "score")
+           "intervened", "expert_queried", "switched", "reward", "terminated", "truncated", "score", "env")
 _ARRAY_FIELDS = ("obs", "next_obs", "novice_action", "executed_action")  # validated per append
 _MIN_CAPACITY = 256
 
@@ -281,6 +281,7 @@ class RecordStore:
         cols["terminated"][n] = t.terminated
         cols["truncated"][n] = t.truncated
         cols["score"][n] = t.score
+        cols["env"][n] = t.env
         if self._log is not None:
             payload = b"".join([c[n].tobytes() for c in self._order])
             written = self._log.records

@@ -12,10 +12,24 @@ module            what
 ``logs``          ``progress.csv``, ``eval.csv``, TensorBoard
 ``rundir``        run folder names, checks and atomic writes
 ``evaluate_saved`` ``gatekit eval``: a saved novice or an expert on the test split
+``envs``          the envs a run steps: one in process, or ``env.n_envs`` worker processes
 ================= ==================================================================
 """
 
-from gatekit.runs.loop import Run, train, validate
-from gatekit.runs.results import RunResult
+from typing import Any
 
 __all__ = ["Run", "RunResult", "train", "validate"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: env and evaluation worker processes import modules of this package
+    # (gatekit.runs.envs) and should not pay for torch and the learners they never use.
+    if name in ("Run", "train", "validate"):
+        from gatekit.runs import loop
+
+        return getattr(loop, name)
+    if name == "RunResult":
+        from gatekit.runs.results import RunResult
+
+        return RunResult
+    raise AttributeError(f"module 'gatekit.runs' has no attribute {name!r}")

@@ -172,7 +172,7 @@ class Evaluator:
 
     # -- the expert's cache ---------------------------------------------------------------------
     def _cache_path(self, episodes: int) -> Path:
-        key = json.dumps({"env": self.recipe.env.to_dict(), "expert": self.recipe.expert.to_dict(),
+        key = json.dumps({"env": self.recipe.env.factory().to_dict(), "expert": self.recipe.expert.to_dict(),
                           "episodes": episodes, "format": 1}, sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         return self.run_dir.parent / ".expert_reference" / f"{self.recipe.env.id}-{self.recipe.expert.id}-{digest}.json"

@@ -72,12 +72,17 @@ class ProgressHook(Hook):
         self.bar = bar
         self.on_progress = on_progress
         self.every = every
+        self.next = every
+
+    def start(self, run: Run) -> None:
+        self.next = (run.totals.steps // self.every + 1) * self.every
 
     def live(self, run: Run) -> dict[str, Any]:
         return {**run.totals.as_dict(), "last_success": run.evaluator.last_success()}
 
     def after_step(self, run: Run) -> None:
-        if run.totals.steps % self.every == 0:
+        if run.totals.steps >= self.next:  # every `every` steps (a batch of envs may step past it)
+            self.next = (run.totals.steps // self.every + 1) * self.every
             run.evaluator.collect(block=False)
             live = self.live(run)
             self.bar.update(run.totals.steps, live)

@@ -12,7 +12,7 @@ class RunLogs:
     and TensorBoard events (``tb/``, when enabled and installed)."""
 
     EP_FIELDS = ("step", "episode", "return", "length", "expert_steps", "expert_queries", "switches",
-                 "takeover_rate", "total_expert_steps", "total_switches")
+                 "takeover_rate", "total_expert_steps", "total_switches", "env")
     EVAL_FIELDS = ("step", "expert_steps", "switches", "episodes", "test_success", "test_return", "wall_seconds")
 
     def __init__(self, run_dir: Path, *, tensorboard: bool) -> None:

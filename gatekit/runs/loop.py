@@ -51,6 +51,7 @@ from gatekit.runs.checkpoint import (
     restore,
     save_checkpoint,
 )
+from gatekit.runs.envs import EnvBatch, EnvWorkers, InProcessEnvs, StepOut, WorkerEnvs
 from gatekit.runs.evaluator import EXPERT_TAG, FINAL_TAG, Evaluator
 from gatekit.runs.hooks import CheckpointHook, EvaluationHook, Hook, ProgressHook
 from gatekit.runs.logs import RunLogs
@@ -78,7 +79,9 @@ class Run:
         recipe: the run's recipe.
         run_dir: its folder.
         state: bookkeeping restored on resume (:class:`~gatekit.runs.checkpoint.RunState`).
-        env, expert, criterion, learner, store, wrapper: the components (after :meth:`build`).
+        env, expert, criterion, learner, store, wrapper: the components (after :meth:`build`;
+            ``env``, ``expert`` and ``wrapper`` only with one env in this process).
+        envs: the envs the loop steps (:mod:`gatekit.runs.envs`), one or several.
         logs, evaluator: the run's outputs (during :meth:`run`).
     """
 
@@ -88,6 +91,7 @@ class Run:
     learner: Any
     store: RecordStore
     wrapper: InterventionWrapper
+    envs: EnvBatch
     logs: RunLogs
     evaluator: Evaluator
 
@@ -100,7 +104,7 @@ class Run:
 
     @property
     def totals(self) -> Totals:
-        return self.wrapper.totals
+        return self.envs.totals
 
     def wall(self) -> float:
         """Wall seconds of this run, earlier sessions included."""
@@ -110,37 +114,58 @@ class Run:
     def build(self, *, records: bool = True) -> None:
         """Seed, then build env, expert, criterion, learner, record store and the gate (in this
         order: the order fixes what each draws from the seeded RNGs). ``records=False`` keeps
-        the records in memory (a dry run)."""
+        the records in memory (a dry run). With ``env.n_envs > 1`` the envs and their experts
+        are built in worker processes (:mod:`gatekit.runs.envs`)."""
         r = self.recipe
         torch.manual_seed(r.seed)
         np.random.seed(r.seed % 2**32)  # for third-party code that still uses the global RNG
+        if r.env.n_envs > 1:
+            self._build_workers(records=records)
+            return
         self.env = build(ENVS, r.env, "env", split="train", seed=r.seed)
         try:
             self.expert = build(EXPERTS, r.expert, "expert", env=self.env)
-            self.criterion = build(CRITERIA, r.criterion, "criterion")
-            self.learner = build(LEARNERS, r.learner, "learner", observation_space=self.env.observation_space,
-                                 action_space=self.env.action_space, seed=r.seed)
-            path = self.run_dir / "records.gkr" if records else None
-            sync = r.data
-            if self.resuming and path is not None and path.exists():
-                self.store = RecordStore.open(path, self.env.observation_space, self.env.action_space,
-                                              max_unsynced=sync.max_unsynced, sync_seconds=sync.sync_seconds)
-            else:
-                self.store = RecordStore(self.env.observation_space, self.env.action_space, path=path,
-                                         max_unsynced=sync.max_unsynced, sync_seconds=sync.sync_seconds)
+            self._build_gate_parts(self.env.observation_space, self.env.action_space, records=records)
             self.wrapper = InterventionWrapper(self.env, expert=self.expert, criterion=self.criterion,
                                                store=self.store, on_nonfinite=r.on_nonfinite,
                                                warmup_steps=r.budget.warmup_steps)
+            self.envs = InProcessEnvs(self.wrapper)
         except BaseException:
             self.env.close()
             raise
 
+    def _build_workers(self, *, records: bool) -> None:
+        r = self.recipe
+        workers = EnvWorkers(r.env.factory(), r.expert, r.env.n_envs, seed=r.seed)
+        try:
+            self._build_gate_parts(workers.observation_space, workers.action_space, records=records)
+            self.envs = WorkerEnvs(workers, self.criterion, self.store, warmup_steps=r.budget.warmup_steps,
+                                   on_nonfinite=r.on_nonfinite)
+        except BaseException:
+            workers.close()
+            raise
+
+    def _build_gate_parts(self, observation_space: Any, action_space: Any, *, records: bool) -> None:
+        """The criterion, the learner and the record store (fresh, or the run folder's on resume)."""
+        r = self.recipe
+        self.criterion = build(CRITERIA, r.criterion, "criterion")
+        self.learner = build(LEARNERS, r.learner, "learner", observation_space=observation_space,
+                             action_space=action_space, seed=r.seed)
+        path = self.run_dir / "records.gkr" if records else None
+        sync = r.data
+        if self.resuming and path is not None and path.exists():
+            self.store = RecordStore.open(path, observation_space, action_space,
+                                          max_unsynced=sync.max_unsynced, sync_seconds=sync.sync_seconds)
+        else:
+            self.store = RecordStore(observation_space, action_space, path=path,
+                                     max_unsynced=sync.max_unsynced, sync_seconds=sync.sync_seconds)
+
     def restore(self) -> None:
         """Counters from the record log; learner, criterion and state from the last checkpoint."""
         counts = self.store.counts()
-        self.wrapper.restore(Totals(steps=counts["total_steps"], expert_steps=counts["expert_steps"],
-                                    expert_queries=counts["expert_queries"], switches=counts["switches"],
-                                    episodes=counts["episodes"]), episodes=counts["episodes"])
+        self.envs.restore(Totals(steps=counts["total_steps"], expert_steps=counts["expert_steps"],
+                                 expert_queries=counts["expert_queries"], switches=counts["switches"],
+                                 episodes=counts["episodes"]), episodes=counts["episodes"])
         ckpt = load_checkpoint(self.run_dir / CHECKPOINT_NAME)
         if ckpt is not None:
             self.state = restore(ckpt, learner=self.learner, criterion=self.criterion)
@@ -168,34 +193,41 @@ class Run:
         return cap is not None and self.totals.expert_steps >= cap
 
     def loop(self, stop: StopFlag, hooks: list[Hook]) -> None:
-        r, env, totals = self.recipe, self.wrapper, self.wrapper.totals
+        r, envs, totals = self.recipe, self.envs, self.envs.totals
         budget, warmup = r.budget.total_steps, r.budget.warmup_steps
         for hook in hooks:
             hook.start(self)
         if warmup and totals.steps >= warmup and self.learner.updates == 0:
             self.update(learner=True, criterion=True)  # resumed after the warm-up, before the first training
-        ep_return = 0.0
-        obs, _ = env.reset(seed=episode_seed(r.seed, env.episode + 1))
+        returns = [0.0] * envs.n
+        for i in range(envs.n):
+            envs.reset(i, seed=episode_seed(r.seed, envs.next_episode))
         while totals.steps < budget and not self._expert_budget_spent() and stop.signal is None:
-            action = self.learner.act(obs)
-            obs, reward, terminated, truncated, info = env.step(action)
-            ep_return += float(reward)
-            assert env.last_record is not None
-            self.learner.observe(env.last_record, self.store)
-            if warmup and totals.steps == warmup:
+            before = totals.steps
+            active = range(min(envs.n, budget - before))  # the last batch may step fewer envs
+            steps = envs.step({i: self.learner.act(envs.obs(i)) for i in active})
+            for out in steps:
+                returns[out.env] += out.reward
+                self.learner.observe(out.record, self.store)
+            if warmup and before < warmup <= totals.steps:
                 self.update(learner=True, criterion=True)  # the end of the expert's warm-up
             elif totals.steps > warmup:
                 self.update(learner=self.learner.wants_update(self.store),
                             criterion=self.criterion.wants_update(self.store))
-            if terminated or truncated:
-                self.logs.episode({"step": totals.steps, "episode": env.episode, "return": ep_return,
-                                   **info[env.info_key]["episode"], "total_expert_steps": totals.expert_steps,
-                                   "total_switches": totals.switches})
-                ep_return = 0.0
-                if totals.steps < budget:
-                    obs, _ = env.reset(seed=episode_seed(r.seed, env.episode + 1))
+            for out in steps:
+                if out.terminated or out.truncated:
+                    self._end_episode(out, returns[out.env])
+                    returns[out.env] = 0.0
+                    if totals.steps < budget:
+                        envs.reset(out.env, seed=episode_seed(r.seed, envs.next_episode))
             for hook in hooks:
                 hook.after_step(self)
+
+    def _end_episode(self, out: StepOut, ep_return: float) -> None:
+        t = self.totals
+        self.logs.episode({"step": t.steps, "episode": out.record.episode, "env": out.env, "return": ep_return,
+                           **out.info[self.envs.info_key]["episode"], "total_expert_steps": t.expert_steps,
+                           "total_switches": t.switches})
 
     # -- a whole run ---------------------------------------------------------------------------------
     def run(self, *, progress: bool, on_progress: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
@@ -251,7 +283,7 @@ class Run:
                 self.logs.close()
                 self.evaluator.close()
                 self.store.close()
-                self.env.close()
+                self.envs.close()
         return result
 
     def result(self, status: str, error: str | None) -> RunResult:
@@ -294,7 +326,7 @@ def validate(recipe: Recipe, *, out: Path | None = None) -> None:
     run = Run(recipe, Path(out or "."))
     run.build(records=False)
     run.store.close()
-    run.env.close()
+    run.envs.close()
 
 
 def train(recipe: Recipe | None = None, *, out: Path | None = None, resume: Path | None = None,

@@ -95,15 +95,23 @@ def is_finite(x: Any) -> bool:
     return not np.issubdtype(arr.dtype, np.floating) or bool(np.isfinite(arr).all())
 
 
+def check_obs(obs: Any, step: int, episode: int) -> None:
+    """Raise :class:`GatekitError` on an observation with NaN/inf (no gate can decide on it)."""
+    if not is_finite(obs):
+        raise GatekitError(f"the env returned a non-finite observation at step {step} (episode {episode}); "
+                           f"fix the env or wrap it to sanitise observations")
+
+
 class StepGate:
     """The per-env gate state machine shared by the single and vectorised wrappers."""
 
     def __init__(self, *, expert: Expert, criterion: Criterion, action_space: gym.Space,
-                 on_nonfinite: Literal["expert", "raise"]) -> None:
+                 on_nonfinite: Literal["expert", "raise"], index: int = 0) -> None:
         self.expert = expert
         self.criterion = criterion
         self.action_space = action_space
         self.on_nonfinite = on_nonfinite
+        self.index = index  # which env of a batch this gate serves (records carry it)
         self.expert_in_control = False
         self.episode_step = 0
         self.episode = -1
@@ -196,7 +204,7 @@ class StepGate:
             executed_action=info[K_EXECUTED_ACTION], intervened=info[K_INTERVENED],
             expert_queried=ctx.expert_queried, switched=info[K_SWITCHED], reward=float(reward),
             next_obs=next_obs, terminated=bool(terminated), truncated=bool(truncated),
-            score=info[K_SCORE],
+            score=info[K_SCORE], env=self.index,
         )
 
 
@@ -303,9 +311,7 @@ class InterventionWrapper(gym.Wrapper):
         return obs, info
 
     def _check_obs(self, obs: Any) -> None:
-        if not is_finite(obs):
-            raise GatekitError(f"the env returned a non-finite observation at step {self.gate.totals.steps} "
-                               f"(episode {self.gate.episode}); fix the env or wrap it to sanitise observations")
+        check_obs(obs, self.gate.totals.steps, self.gate.episode)
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._needs_reset:

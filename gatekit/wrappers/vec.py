@@ -65,8 +65,8 @@ class InterventionVecWrapper(VecEnvWrapper):
         self.experts = list(experts)
         self.stores = list(stores) if stores is not None else None
         self.info_key = info_key
-        self.gates = [StepGate(expert=e, criterion=criterion, action_space=venv.action_space, on_nonfinite=on_nonfinite)
-                      for e in experts]
+        self.gates = [StepGate(expert=e, criterion=criterion, action_space=venv.action_space, on_nonfinite=on_nonfinite,
+                               index=i) for i, e in enumerate(experts)]
         self._obs: Any = None  # VecEnvObs: array, dict or tuple of arrays
         self._pending: list[tuple[GateContext, dict[str, Any]]] = []
 

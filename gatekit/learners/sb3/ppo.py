@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -23,6 +23,19 @@ if TYPE_CHECKING:
     from gatekit.data import RecordStore
 
 
+class _Row(NamedTuple):
+    """One step of a rollout, scored when it arrived (the policy does not change within one)."""
+
+    obs: np.ndarray
+    action: np.ndarray
+    reward: float
+    start: bool
+    values: torch.Tensor
+    log_prob: torch.Tensor
+    next_obs: np.ndarray
+    done: bool
+
+
 class SB3PPOLearner(SB3ModelLearner, Learner):
     """SB3's PPO trained on the env's rewards (e.g. to make a neural expert for a new task).
 
@@ -31,8 +44,11 @@ class SB3PPOLearner(SB3ModelLearner, Learner):
     record arrives, so a step the expert took over is scored as what was actually done); every
     ``n_steps`` records it computes GAE returns, bootstrapping from ``V(next_obs)`` unless the
     last step terminated, and runs SB3's own ``train()``. A time-limit truncation adds
-    ``gamma * V(next_obs)`` to the reward, as SB3 does. Use it with the ``never`` gate for plain
-    RL. Acting samples from the policy; :meth:`policy` is deterministic.
+    ``gamma * V(next_obs)`` to the reward, as SB3 does. With several envs (``env.n_envs``) the
+    records of a rollout are kept per env and written as one contiguous segment each, so GAE runs
+    along each env's own steps (a segment that ends mid-episode bootstraps the same way). Use it
+    with the ``never`` gate for plain RL. Acting samples from the policy; :meth:`policy` is
+    deterministic.
 
     Args:
         observation_space: the env's observation space (vector or image stack).
@@ -76,7 +92,8 @@ class SB3PPOLearner(SB3ModelLearner, Learner):
                                      gae_lambda=gae_lambda, clip_range=clip_range, ent_coef=ent_coef,
                                      policy_kwargs=arch)
         self.gamma = float(gamma)
-        self._episode = -1
+        self._episodes: dict[int, int] = {}  # the episode each env's last step belonged to
+        self._pending: dict[int, list[_Row]] = {}  # this rollout's steps, per env
 
     def act(self, obs: Any) -> Any:
         action, _ = self.model.predict(obs, deterministic=False)
@@ -99,19 +116,36 @@ class SB3PPOLearner(SB3ModelLearner, Learner):
         reward = float(record.reward)
         if record.truncated and not record.terminated:  # a time limit is not a terminal state
             reward += self.gamma * float(self._value(record.next_obs))
-        start = record.episode != self._episode
-        self._episode = record.episode
-        buf = self.model.rollout_buffer
-        buf.add(np.asarray(record.obs)[None], action.reshape(1, -1), np.array([reward], np.float32),
-                np.array([start]), values, log_prob)
+        start = record.episode != self._episodes.get(record.env)
+        self._episodes[record.env] = record.episode
+        self._pending.setdefault(record.env, []).append(
+            _Row(np.asarray(record.obs), action, reward, start, values, log_prob, np.asarray(record.next_obs),
+                 bool(record.terminated or record.truncated)))
         self.model.num_timesteps += 1
-        if buf.full:
-            last = self._value(record.next_obs)
-            buf.compute_returns_and_advantage(last_values=last, dones=np.array([record.terminated or record.truncated]))
-            self.model.train()
-            buf.reset()
-            self.updates += 1
+        if sum(len(rows) for rows in self._pending.values()) >= self.model.rollout_buffer.buffer_size:
+            self._train_on_rollout()
         return {}
+
+    def _train_on_rollout(self) -> None:
+        """Write the rollout into SB3's buffer, one contiguous segment per env (GAE runs along
+        each env's own steps), compute returns and advantages, and train."""
+        buf = self.model.rollout_buffer
+        segments = [self._pending[e] for e in sorted(self._pending) if self._pending[e]]
+        for k, rows in enumerate(segments):
+            for j, row in enumerate(rows):
+                reward = row.reward
+                if k < len(segments) - 1 and j == len(rows) - 1 and not row.done:
+                    # the segment ends mid-episode and the next one is another env's: bootstrap here
+                    reward += self.gamma * float(self._value(row.next_obs))
+                start = row.start or (j == 0 and k > 0)  # no advantage flows across two envs' steps
+                buf.add(row.obs[None], row.action.reshape(1, -1), np.array([reward], np.float32), np.array([start]),
+                        row.values, row.log_prob)
+        last = segments[-1][-1]
+        buf.compute_returns_and_advantage(last_values=self._value(last.next_obs), dones=np.array([last.done]))
+        self.model.train()
+        buf.reset()
+        self._pending = {}
+        self.updates += 1
 
     def update(self, store: RecordStore) -> dict[str, float]:
         return {"ppo/steps": float(self.model.num_timesteps)}
@@ -126,3 +160,4 @@ class SB3PPOLearner(SB3ModelLearner, Learner):
         self.model.num_timesteps = int(state.get("num_timesteps", 0))
         self.model._n_updates = int(state.get("n_updates", 0))
         self.model.rollout_buffer.reset()  # a resumed run starts a fresh rollout
+        self._pending = {}

@@ -1,0 +1,336 @@
+"""The envs a run steps: one in this process, or ``env.n_envs`` in worker processes.
+
+Both kinds offer the loop one interface (:class:`EnvBatch`): reset env ``i`` with a seed, step a
+set of envs with the novice's actions, and get back, per env, the reward, the end flags, the
+``info`` and the step's record.
+
+* :class:`InProcessEnvs`: one env behind an :class:`~gatekit.wrappers.InterventionWrapper`.
+* :class:`WorkerEnvs`: ``n`` envs, each in its own process **together with its expert**, so an
+  expert that reads its simulator (MetaDrive's PPO expert, the MiniGrid planner) answers there
+  and a one-engine-per-process simulator never sees two engines. The gate stays here: one
+  :class:`~gatekit.wrappers.intervention.StepGate` per env, one criterion deciding for the whole
+  batch (``decide_batch``), one record store. The envs step in parallel; the expert is asked
+  only when the criterion reads its action (a round trip to that env's process). Records carry
+  their env's index; step and episode ids are global, in env order within a batch, so a run is
+  deterministic for a given ``n``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from gatekit.config import Component
+from gatekit.errors import GatekitError
+from gatekit.experts.base import Expert
+from gatekit.types import Decision, Transition
+from gatekit.wrappers.intervention import (
+    K_EPISODE,
+    InterventionWrapper,
+    StepGate,
+    Totals,
+    check_obs,
+)
+
+
+@dataclass
+class StepOut:
+    """What one env's step gave: reward, end flags, ``info`` (with ``info["gatekit"]``), record."""
+
+    env: int
+    obs: Any
+    reward: float
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any]
+    record: Transition
+
+
+class EnvBatch(Protocol):
+    """The loop's view of its envs (see the module docstring)."""
+
+    n: int
+    info_key: str
+
+    @property
+    def totals(self) -> Totals: ...
+
+    @property
+    def next_episode(self) -> int: ...
+
+    def obs(self, i: int) -> Any: ...
+
+    def reset(self, i: int, *, seed: int) -> Any: ...
+
+    def step(self, actions: dict[int, Any]) -> list[StepOut]: ...
+
+    def restore(self, totals: Totals, *, episodes: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class InProcessEnvs:
+    """One env, gated by an :class:`~gatekit.wrappers.InterventionWrapper` in this process."""
+
+    n = 1
+
+    def __init__(self, wrapper: InterventionWrapper) -> None:
+        self.wrapper = wrapper
+        self.info_key = wrapper.info_key
+        self._obs: Any = None
+
+    @property
+    def totals(self) -> Totals:
+        return self.wrapper.totals
+
+    @property
+    def next_episode(self) -> int:
+        return self.wrapper.episode + 1
+
+    def obs(self, i: int) -> Any:
+        return self._obs
+
+    def reset(self, i: int, *, seed: int) -> Any:
+        self._obs, _ = self.wrapper.reset(seed=seed)
+        return self._obs
+
+    def step(self, actions: dict[int, Any]) -> list[StepOut]:
+        obs, reward, terminated, truncated, info = self.wrapper.step(actions[0])
+        self._obs = obs
+        assert self.wrapper.last_record is not None
+        return [StepOut(0, obs, float(reward), bool(terminated), bool(truncated), info, self.wrapper.last_record)]
+
+    def restore(self, totals: Totals, *, episodes: int) -> None:
+        self.wrapper.restore(totals, episodes=episodes)
+
+    def close(self) -> None:
+        self.wrapper.close()
+
+
+# -- worker processes ---------------------------------------------------------------------------
+
+
+def _worker_main(conn: Any, env_comp: Component, expert_comp: Component, seed: int) -> None:
+    """An env and its expert, answering the parent's requests until ``close``."""
+    import sys
+
+    from gatekit.config import build
+    from gatekit.envs import ENVS
+    from gatekit.experts import EXPERTS
+
+    try:
+        env = build(ENVS, env_comp, "env", split="train", seed=seed)
+        expert = build(EXPERTS, expert_comp, "expert", env=env)
+        expert.bind(env)
+    except Exception as exc:  # reported to the parent, which raises it there
+        conn.send(("error", _one_line(exc)))
+        return
+    if "torch" in sys.modules:  # an expert on torch: one thread per process (the envs run side by side)
+        sys.modules["torch"].set_num_threads(1)
+    conn.send(("ready", (env.observation_space, env.action_space, bool(getattr(expert, "has_log_prob", False)),
+                         dict(env.metadata))))
+    handlers: dict[str, Callable[..., Any]] = {
+        "reset": lambda seed: env.reset(seed=seed),
+        "step": lambda action: env.step(action),
+        "act": lambda obs: expert.act(obs),
+        "log_prob": lambda obs, action: float(expert.log_prob(obs, action)),
+        "expert_reset": lambda seed: expert.reset(seed=seed),
+    }
+    try:
+        while True:
+            cmd, args = conn.recv()
+            if cmd == "close":
+                break
+            try:
+                conn.send(("ok", handlers[cmd](*args)))
+            except Exception as exc:
+                conn.send(("error", _one_line(exc)))
+    except (EOFError, KeyboardInterrupt):  # the parent went away or was interrupted
+        pass
+    finally:
+        env.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class EnvWorkers:
+    """``n`` worker processes, each holding the recipe's env (train split) and expert.
+
+    Args:
+        env_comp: the env component (its factory is called in the worker, with ``seed``).
+        expert_comp: the expert component (built on the worker's env).
+        n: how many.
+        seed: the run's seed; worker ``i`` builds its env with a seed derived from it and ``i``.
+    """
+
+    def __init__(self, env_comp: Component, expert_comp: Component, n: int, *, seed: int) -> None:
+        ctx = mp.get_context("spawn")  # a fresh interpreter: no simulator state is inherited
+        seeds = np.random.SeedSequence([seed, 7919]).generate_state(n)
+        self._conns: list[Any] = []
+        self._procs: list[Any] = []
+        for i in range(n):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker_main, args=(child, env_comp, expert_comp, int(seeds[i])), daemon=True)
+            proc.start()
+            child.close()
+            self._conns.append(parent)
+            self._procs.append(proc)
+        self.n = n
+        try:
+            ready = [self._receive(i) for i in range(n)]
+        except BaseException:
+            self.close()
+            raise
+        self.observation_space, self.action_space, self.has_log_prob, self.metadata = ready[0]
+
+    def _receive(self, i: int) -> Any:
+        try:
+            status, payload = self._conns[i].recv()
+        except EOFError:
+            raise GatekitError(f"env worker {i} died (exit code {self._procs[i].exitcode}); see its output above") from None
+        if status == "error":
+            raise GatekitError(f"env worker {i}: {payload}")
+        return payload
+
+    def call(self, i: int, cmd: str, *args: Any) -> Any:
+        """Run ``cmd`` in worker ``i`` and wait for its answer."""
+        self._conns[i].send((cmd, args))
+        return self._receive(i)
+
+    def step_many(self, actions: dict[int, Any]) -> dict[int, Any]:
+        """Step the envs of ``actions`` in parallel; their results by env index."""
+        for i, action in actions.items():
+            self._conns[i].send(("step", (action,)))
+        return {i: self._receive(i) for i in actions}
+
+    def close(self) -> None:
+        for conn in self._conns:
+            try:
+                conn.send(("close", ()))
+            except (BrokenPipeError, OSError):
+                pass
+        for proc in self._procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+
+
+class RemoteExpert(Expert):
+    """The expert of one env worker, asked through its pipe (the gate sees an ordinary expert)."""
+
+    def __init__(self, workers: EnvWorkers, index: int) -> None:
+        super().__init__(workers.observation_space, workers.action_space)
+        self.workers = workers
+        self.index = index
+        self.has_log_prob = workers.has_log_prob
+
+    def act(self, obs: Any) -> Any:
+        return self.workers.call(self.index, "act", obs)
+
+    def log_prob(self, obs: Any, action: Any) -> float:
+        return float(self.workers.call(self.index, "log_prob", obs, action))
+
+    def reset(self, *, seed: int | None = None) -> None:
+        super().reset(seed=seed)
+        self.workers.call(self.index, "expert_reset", seed)
+
+
+class WorkerEnvs:
+    """``n`` envs in worker processes, gated here (see the module docstring).
+
+    Args:
+        workers: the env processes.
+        criterion: the gate, deciding for the batch.
+        store: where every step's record goes (in env order within a batch).
+        warmup_steps: the expert acts on the first N steps of the run (counted over all envs).
+        on_nonfinite: what a non-finite novice action does (see the wrapper).
+        info_key: the key of the gate's entry in ``info``.
+    """
+
+    def __init__(self, workers: EnvWorkers, criterion: Any, store: Any, *, warmup_steps: int = 0,
+                 on_nonfinite: str = "expert", info_key: str = "gatekit") -> None:
+        if criterion.needs_log_prob and not workers.has_log_prob:
+            raise GatekitError(f"criterion '{criterion.name}' needs an expert with log_prob(); this expert has none "
+                               f"(use criterion 'action-gap' instead)")
+        criterion.bind(workers.observation_space, workers.action_space)
+        self.workers = workers
+        self.criterion = criterion
+        self.store = store
+        self.warmup_steps = warmup_steps
+        self.info_key = info_key
+        self.n = workers.n
+        self._totals = Totals()
+        self._next_episode = 0
+        self.gates = [StepGate(expert=RemoteExpert(workers, i), criterion=criterion, action_space=workers.action_space,
+                               on_nonfinite=on_nonfinite, index=i) for i in range(self.n)]  # type: ignore[arg-type]
+        for gate in self.gates:
+            gate.totals = self._totals  # one set of counters over all envs
+        self._obs: list[Any] = [None] * self.n
+
+    @property
+    def totals(self) -> Totals:
+        return self._totals
+
+    @property
+    def next_episode(self) -> int:
+        return self._next_episode
+
+    def obs(self, i: int) -> Any:
+        return self._obs[i]
+
+    def reset(self, i: int, *, seed: int) -> Any:
+        obs, _ = self.workers.call(i, "reset", seed)
+        expert_seed, criterion_seed = np.random.SeedSequence(seed).generate_state(2)
+        self.gates[i].expert.reset(seed=int(expert_seed))
+        self.criterion.reset(seed=int(criterion_seed))
+        check_obs(obs, self._totals.steps, self._next_episode)
+        gate = self.gates[i]
+        gate.start_episode()
+        gate.episode = self._next_episode
+        self._next_episode += 1
+        self._obs[i] = obs
+        return obs
+
+    def step(self, actions: dict[int, Any]) -> list[StepOut]:
+        order = sorted(actions)
+        prepared = {i: self.gates[i].prepare(self._obs[i], actions[i]) for i in order}
+        first = self._totals.steps
+        forced = {i for k, i in enumerate(order) if first + k < self.warmup_steps or not prepared[i][1]}
+        ask = [i for i in order if i not in forced]
+        decided = dict(zip(ask, self.criterion.decide_batch([prepared[i][0] for i in ask]), strict=True))
+        executed, infos = {}, {}
+        for i in order:
+            ctx, ok = prepared[i]
+            executed[i], infos[i] = self.gates[i].resolve(ctx, decided.get(i, Decision(expert_acts=True)), ok)
+        results = self.workers.step_many(executed)
+        out = []
+        for i in order:
+            gate, (ctx, _), ginfo = self.gates[i], prepared[i], infos[i]
+            obs, reward, terminated, truncated, info = results[i]
+            record = gate.record(ctx, ginfo, float(reward), obs, terminated, truncated)
+            self.store.append(record)
+            gate.count(ginfo)
+            self.criterion.observe(ctx, record)
+            check_obs(obs, self._totals.steps, gate.episode)
+            if terminated or truncated:
+                ginfo[K_EPISODE] = gate.episode_summary()
+                self.criterion.end_episode()
+            self._obs[i] = obs
+            out.append(StepOut(i, obs, float(reward), bool(terminated), bool(truncated),
+                               {**info, self.info_key: ginfo}, record))
+        return out
+
+    def restore(self, totals: Totals, *, episodes: int) -> None:
+        for name in ("steps", "expert_steps", "expert_queries", "switches", "episodes"):
+            setattr(self._totals, name, getattr(totals, name))
+        self._next_episode = episodes
+
+    def close(self) -> None:
+        self.workers.close()

@@ -1,0 +1,97 @@
+"""``env.n_envs``: several envs in worker processes, one gate deciding for the batch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gatekit.config import load_recipe_dict
+from gatekit.data import read_log
+from gatekit.errors import ConfigError
+from gatekit.runs import train
+
+
+def _recipe(n_envs, *, steps=240, learner=None, criterion=None, env=None, expert=None, seed=0):
+    return load_recipe_dict({
+        "name": "par", "seed": seed,
+        "env": {**(env or {"id": "echo", "dim": 1, "horizon": 12}), "n_envs": n_envs},
+        "expert": expert or {"id": "echo", "action": [0.0]},
+        "criterion": criterion or {"id": "action-gap", "threshold": 0.05},
+        "learner": learner or {"id": "mlp-bc", "hidden": [8], "iterations": 1, "first_iterations": 2, "batch_size": 32},
+        "budget": {"total_steps": steps, "warmup_steps": 20},
+        "eval": {"final_episodes": 2, "in_worker": False},
+        "log": {"tensorboard": False, "progress": False, "plots": False},
+    })
+
+
+def test_two_envs_record_every_step_once_with_their_env_index(tmp_path):
+    res = train(_recipe(2), out=tmp_path / "a")
+    assert res.status == "finished" and res.total_steps == 240
+    _, cols, _ = read_log(tmp_path / "a" / "records.gkr")
+    assert cols["step"].tolist() == list(range(240))  # global step ids, in order
+    assert set(cols["env"].tolist()) == {0, 1} and int((cols["env"] == 0).sum()) == 120
+    assert cols["intervened"][:20].all()  # the warm-up counts steps over both envs
+    for e in (0, 1):  # each env's episodes are whole: 12 steps, ids never shared between envs
+        mine = cols["episode"][cols["env"] == e]
+        assert all(np.count_nonzero(mine == ep) == 12 for ep in np.unique(mine))
+    assert not set(cols["episode"][cols["env"] == 0]) & set(cols["episode"][cols["env"] == 1])
+    assert res.episodes == 20 and res.expert_queries == 240  # human-gated: every step queried
+
+    again = train(_recipe(2), out=tmp_path / "b")  # deterministic for a given n_envs
+    _, cols2, _ = read_log(tmp_path / "b" / "records.gkr")
+    for name in cols:
+        np.testing.assert_array_equal(cols[name], cols2[name], err_msg=name)
+    assert again.to_json()["expert_steps"] == res.expert_steps
+
+
+@pytest.mark.parametrize("learner", [
+    {"id": "aim", "hidden": [8], "first_iterations": 2, "iterations": 1, "batch_size": 32},
+    {"id": "sb3-ppo", "n_steps": 32, "batch_size": 16, "n_epochs": 1, "net_arch": [8]},
+    {"id": "pvp", "net_arch": [8], "batch_size": 16},
+    {"id": "sb3-offpolicy", "algo": "td3", "net_arch": [8], "learning_starts": 20, "batch_size": 16},
+], ids=lambda c: c["id"])
+def test_learners_and_a_learned_gate_work_with_several_envs(tmp_path, learner):
+    crit = {"id": "aim", "hidden": [8], "first_steps": 10, "steps_per_update": 2, "batch_size": 32, "update_every": 10}
+    res = train(_recipe(2, steps=150, learner=learner, criterion=crit), out=tmp_path / "run")
+    assert res.status == "finished" and res.total_steps == 150
+    import torch
+
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert state["criterion"]["updates"] >= 2  # the gate trains on its schedule with the batch too
+
+
+def test_ppo_writes_one_segment_per_env():
+    """GAE runs along each env's own steps: a rollout's records from two interleaved envs go
+    into the buffer env by env, the second segment starting an episode."""
+    import gymnasium as gym
+
+    from gatekit.learners.sb3.ppo import SB3PPOLearner
+    from gatekit.types import Transition
+
+    learner = SB3PPOLearner(observation_space=gym.spaces.Box(-1, 1, (1,)), action_space=gym.spaces.Discrete(2),
+                            n_steps=8, batch_size=4, n_epochs=1, net_arch=[4])
+    starts = []
+    learner.model.train = lambda: starts.append(learner.model.rollout_buffer.episode_starts.reshape(-1).tolist())
+    for t in range(4):
+        for env in (0, 1):
+            learner.observe(Transition(step=2 * t + env, episode=env, obs=np.full(1, env, np.float32), novice_action=0,
+                                       expert_action=None, executed_action=0, intervened=False, expert_queried=False,
+                                       switched=False, reward=1.0, next_obs=np.full(1, env, np.float32),
+                                       terminated=False, truncated=False, env=env), None)  # type: ignore[arg-type]
+    assert starts == [[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]]
+
+
+def test_the_planner_expert_answers_from_its_env_process(tmp_path):
+    """A privileged expert (it reads its simulator) lives in its env's worker process."""
+    pytest.importorskip("minigrid")
+    res = train(_recipe(2, steps=120, env={"id": "minigrid-multiroom"}, expert={"id": "minigrid-planner"},
+                        criterion={"id": "action-gap"},
+                        learner={"id": "mlp-bc", "hidden": [16], "first_iterations": 2, "iterations": 1,
+                                 "batch_size": 32}),
+                out=tmp_path / "mg")
+    assert res.status == "finished" and res.total_steps == 120 and res.expert_queries == 120
+
+
+def test_n_envs_is_checked():
+    with pytest.raises(ConfigError, match="env.n_envs"):
+        _recipe(0)
