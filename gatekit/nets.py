@@ -249,20 +249,43 @@ class NumpyMLP:
         return x
 
 
+def _vector_features(encoder: Encoder) -> Any:
+    scale = np.float32(encoder.scale)
+
+    def features(obs: np.ndarray) -> np.ndarray:
+        o = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
+        return o * scale if scale != 1.0 else o
+
+    return features
+
+
 def numpy_qnet(q: QNet) -> Any:
     """A function ``(obs batch, action batch) -> Q values (float64)`` that matches ``q`` on vector
-    observations with Box actions, in numpy; None where it does not apply (image observations or
-    Discrete actions: use ``q`` itself)."""
-    if q.discrete or q.encoder.image:
+    observations, in numpy; None for image observations (use ``q`` itself)."""
+    if q.encoder.image:
         return None
     head = NumpyMLP(q.head)  # type: ignore[arg-type]
-    scale = np.float32(q.encoder.scale)
+    features = _vector_features(q.encoder)
 
     def values(obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        o = np.asarray(obs, dtype=np.float32).reshape(len(obs), -1)
-        if scale != 1.0:
-            o = o * scale
-        a = np.asarray(actions, dtype=np.float32).reshape(len(o), -1)
-        return head(np.concatenate([o, a], axis=1))[:, 0].astype(np.float64)
+        o = features(obs)
+        if q.discrete:
+            index = np.asarray(actions).reshape(-1).astype(np.int64)
+            return head(o)[np.arange(len(o)), index].astype(np.float64)
+        rows = np.asarray(actions, dtype=np.float32).reshape(len(o), -1)
+        return head(np.concatenate([o, rows], axis=1))[:, 0].astype(np.float64)
 
     return values
+
+
+def numpy_actor(actor: Actor) -> Any:
+    """A function ``obs batch -> actor output`` (Box: actions in bounds; Discrete: logits) that
+    matches ``actor`` on vector observations, in numpy; None for image observations."""
+    if actor.encoder.image:
+        return None
+    head = NumpyMLP(actor.head)  # type: ignore[arg-type]
+    features = _vector_features(actor.encoder)
+    if actor.discrete:
+        return lambda obs: head(features(obs))
+    low, high = actor.low.detach().cpu().numpy(), actor.high.detach().cpu().numpy()
+    return lambda obs: low + (np.tanh(head(features(obs))) + 1.0) * 0.5 * (high - low)

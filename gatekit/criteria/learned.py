@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from gatekit.criteria.base import Criterion
-from gatekit.nets import Actor, bc_step
+from gatekit.nets import Actor, bc_step, numpy_actor
 from gatekit.schedules import EveryKLabels
 from gatekit.types import Decision, GateContext, Labels
 from gatekit.validate import in_range, layer_sizes, positive
@@ -275,6 +275,7 @@ class ActorEnsemble:
         self.actors = [Actor(observation_space, action_space, layer_sizes("hidden", hidden)) for _ in range(members)]
         self.optimizers = [torch.optim.Adam(a.parameters(), lr=lr) for a in self.actors]
         self.batch_size = int(batch_size)
+        self._fast: list[Any] | None = None  # numpy copies of the members for single decisions
 
     def fit(self, obs: np.ndarray, actions: np.ndarray, *, steps: int, rng: np.random.Generator) -> float:
         """Train each member ``steps`` minibatches on a fresh bootstrap resample; returns the
@@ -292,6 +293,7 @@ class ActorEnsemble:
                 idx = torch.as_tensor(boot[rng.integers(0, n, size=min(self.batch_size, n))])
                 loss = bc_step(actor, opt, obs_t[idx], act_t[idx])
             losses.append(loss)
+        self._fast = None
         return float(np.mean(losses))
 
     @torch.no_grad()
@@ -305,12 +307,29 @@ class ActorEnsemble:
 
     def predict(self, obs: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """The ensemble's action (mean action; Discrete: argmax of the mean probabilities) and its
-        variance (mean over dimensions of the across-member variance) for a batch."""
+        variance (mean over dimensions of the across-member variance) for a batch. One
+        observation goes through numpy copies of the members (vector observations)."""
+        if not isinstance(obs, torch.Tensor) and len(obs) == 1:
+            fast = self._numpy_members()
+            if fast is not None:
+                outs = np.stack([f(np.asarray(obs)) for f in fast])
+                if self.discrete:
+                    outs = np.exp(outs - outs.max(-1, keepdims=True))
+                    outs /= outs.sum(-1, keepdims=True)
+                mean = outs.mean(0)
+                var = outs.var(0).mean(-1)
+                return (mean.argmax(-1) if self.discrete else mean), var
         out = self.outputs(obs)
         mean = out.mean(0)
         var = out.var(0, unbiased=False).mean(-1)
         action = mean.argmax(-1) if self.discrete else mean
         return action.cpu().numpy(), var.cpu().numpy()
+
+    def _numpy_members(self) -> list[Any] | None:
+        if self._fast is None:
+            fast = [numpy_actor(a) for a in self.actors]
+            self._fast = fast if all(f is not None for f in fast) else []
+        return self._fast or None
 
     def state_dict(self) -> dict[str, Any]:
         return {"actors": [a.state_dict() for a in self.actors],
@@ -321,6 +340,7 @@ class ActorEnsemble:
             a.load_state_dict(s)
         for o, s in zip(self.optimizers, state["optimizers"], strict=True):
             o.load_state_dict(s)
+        self._fast = None
 
 
 def check_common(*, lr: float, batch_size: int, holdout: float | None = None) -> None:

@@ -66,7 +66,7 @@ from gatekit.criteria.learned import (
     holdout_split,
     labelled,
 )
-from gatekit.nets import QNet, soft_update
+from gatekit.nets import QNet, numpy_qnet, soft_update
 from gatekit.policies import novice_actions
 from gatekit.types import Decision, GateContext
 from gatekit.validate import in_range, layer_sizes, positive
@@ -155,6 +155,7 @@ class ThriftyCriterion(LearnedCriterion):
         self.risk_threshold = -math.inf
         self.q_median = 0.5
         self.gap_threshold = 0.0
+        self._fast_q: Any = None  # a numpy copy of Q_risk, rebuilt after each fit
 
     # -- wiring ---------------------------------------------------------------------------
     def build(self, observation_space: gym.Space, action_space: gym.Space) -> None:
@@ -175,12 +176,18 @@ class ThriftyCriterion(LearnedCriterion):
         return torch.sigmoid(self.q(o, a)).cpu().numpy()
 
     def estimate(self, obs: Any, action: Any) -> tuple[float, float]:
-        """(novelty, Q_risk) of one state and action."""
+        """(novelty, Q_risk) of one state and action (through numpy copies of the networks
+        where they apply: one decision per step is mostly torch overhead)."""
         self._require_built("estimate()")
-        assert self.ensemble is not None
+        assert self.ensemble is not None and self.q is not None
         o = np.asarray(obs)[None]
         _, var = self.ensemble.predict(o)
-        q = self.success_prob(o, np.asarray(action)[None])
+        if self._fast_q is None:
+            self._fast_q = numpy_qnet(self.q) or False
+        if self._fast_q:
+            q = 1.0 / (1.0 + np.exp(-self._fast_q(o, np.asarray(action)[None])))
+        else:
+            q = self.success_prob(o, np.asarray(action)[None])
         return float(var[0]), float(q[0])
 
     # -- the decision ---------------------------------------------------------------------
@@ -287,6 +294,7 @@ class ThriftyCriterion(LearnedCriterion):
             self.q_optimizer.step()
             soft_update(self.q, self.q_target, 1.0 - self.polyak)
             loss_v = float(loss.detach())
+        self._fast_q = None
         return loss_v
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -310,4 +318,5 @@ class ThriftyCriterion(LearnedCriterion):
         self.q.load_state_dict(state["q"])
         self.q_target.load_state_dict(state["q_target"])
         self.q_optimizer.load_state_dict(state["q_optimizer"])
+        self._fast_q = None
         self.estimates.load_state_dict(state, discrete=isinstance(self.action_space, gym.spaces.Discrete))
