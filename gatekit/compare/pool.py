@@ -97,6 +97,20 @@ def _worker_main(job: Job, messages: Any) -> None:
     messages.join_thread()  # the last message is in the pipe before this process exits
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def _terminate_as_interrupt() -> Any:
+    """SIGTERM to the parent (``kill``, a scheduler's time limit) stops the runs as Ctrl-C does,
+    instead of leaving them running on their own; returns the previous handler (None: not the
+    main thread, nothing changed)."""
+    try:
+        return signal.signal(signal.SIGTERM, _raise_interrupt)
+    except ValueError:
+        return None
+
+
 class LocalProcesses:
     """At most ``workers`` runs at a time, each in a fresh spawned process (MetaDrive allows one
     engine per process, and no simulator state is inherited)."""
@@ -112,6 +126,7 @@ class LocalProcesses:
         waiting = deque(jobs)
         running: dict[str, tuple[Job, Any]] = {}
         outcomes: dict[str, Outcome] = {}
+        term = _terminate_as_interrupt()
         try:
             while waiting or running:
                 while waiting and len(running) < self.workers:
@@ -127,6 +142,8 @@ class LocalProcesses:
             raise
         finally:
             messages.close()
+            if term is not None:
+                signal.signal(signal.SIGTERM, term)
         return outcomes
 
     @staticmethod
