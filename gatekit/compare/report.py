@@ -268,9 +268,8 @@ def report_block(comp: Comparison, summary: Summary, *, command: str, figures: l
     """The generated block of one comparison (markers included)."""
     begin, end = markers(comp.name)
     seeds = sorted({r.seed for s in summary.methods for r in s.finished})
-    lines = [begin, f"## {comp.name}", ""]
-    if comp.description:
-        lines += [comp.description, ""]
+    # a third-level heading: the page's own (hand-written) sections hold the blocks
+    lines = [begin, f"### {comp.name}" + (f": {comp.description}" if comp.description else ""), ""]
     lines += ["Generated from the runs by (finished runs are read, missing ones run first):", "", "```bash",
               command, "```", "",
               f"{sum(len(s.finished) for s in summary.methods)} finished runs "
