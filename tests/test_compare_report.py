@@ -135,7 +135,9 @@ def test_blocks_of_other_comparisons_and_broken_markers():
         replace_block(f"{a_end}\n{a_begin}\n", "a", "x")
 
 
-def test_ctrl_c_stops_a_running_run_cleanly(tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGKILL, marks=pytest.mark.slow)],
+                         ids=["ctrl-c", "parent-killed"])
+def test_a_stopped_comparison_stops_its_runs_cleanly(tmp_path, sig):
     out = tmp_path / "cmp"
     cmd = [sys.executable, "-m", "gatekit.cli", "compare", str(TOY), "--out", str(out), "--no-progress", "--seeds", "0",
            "--only", "HG-DAgger", "--set", "budget.total_steps=200000", "--set", "eval.every_steps=100000"]
@@ -146,10 +148,15 @@ def test_ctrl_c_stops_a_running_run_cleanly(tmp_path):
     while time.monotonic() < deadline and not _episodes_logged(run_dir / "progress.csv", 3):
         time.sleep(0.5)
     assert proc.poll() is None, proc.communicate()[0]
-    proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C sends to the parent (alone: workers have their own group)
+    # SIGINT: what a terminal's Ctrl-C sends to the parent (alone: workers have their own group),
+    # which forwards it once; SIGKILL: the parent dies at once and the worker notices by itself
+    proc.send_signal(sig)
     output, _ = proc.communicate(timeout=150)
-    assert proc.returncode == 130, output
-    res = RunResult.read(run_dir)  # the worker got one SIGINT: it checkpointed and wrote its results
+    assert proc.returncode == (130 if sig == signal.SIGINT else -signal.SIGKILL), output
+    deadline = time.monotonic() + 150
+    while time.monotonic() < deadline and RunResult.read_status(run_dir) is None:
+        time.sleep(0.5)
+    res = RunResult.read(run_dir)  # the worker checkpointed and wrote its results
     assert res.status == "interrupted" and 0 < res.total_steps < 200000, output
     assert (run_dir / "checkpoint.pt").is_file()
     assert run_status(run_dir) == "interrupted" and (run_dir / "records.gkr").stat().st_size > 0  # the next call resumes it

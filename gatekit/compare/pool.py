@@ -7,10 +7,11 @@ writes its own ``results.json``, which the summary reads. :class:`LocalProcesses
 in a fresh spawned process on this machine; another backend (a cluster scheduler) implements the
 same ``run`` and leaves planning, progress and the summary untouched.
 
-Ctrl-C: :class:`LocalProcesses` starts no further run and sends each running one a single
-SIGINT; a run then checkpoints and writes ``results.json`` with status ``interrupted``, so the
-next ``gatekit compare`` resumes it. Workers sit in their own process group, so a terminal's
-Ctrl-C reaches only the parent (which forwards it once); a second Ctrl-C stops them at once.
+Ctrl-C (or SIGTERM): :class:`LocalProcesses` starts no further run and sends each running one a
+single SIGINT; a run then checkpoints and writes ``results.json`` with status ``interrupted``, so
+the next ``gatekit compare`` resumes it. Workers sit in their own process group, so a terminal's
+Ctrl-C reaches only the parent (which forwards it once); a second Ctrl-C stops them at once. A
+worker whose parent was killed outright stops the same way on its own.
 """
 
 from __future__ import annotations
@@ -86,12 +87,31 @@ def train_job(job: Job, on_progress: Callable[[dict[str, Any]], None]) -> Outcom
 
 
 def _worker_main(job: Job, messages: Any) -> None:
-    """Body of one spawned worker process: train, then post ``("ended", key, status, error)``."""
+    """Body of one spawned worker process: train, then post ``("ended", key, status, error)``.
+
+    If the parent dies (killed with SIGKILL), nobody reads the messages any more: the run stops
+    as on Ctrl-C (checkpoint, status interrupted) at its next progress report, instead of
+    training on unseen and then waiting forever to flush its last message.
+    """
     os.setpgrp()  # the terminal's Ctrl-C goes to the parent only, which forwards it once
+    parent = os.getppid()
+    orphaned = False
+
+    def on_progress(live: dict[str, Any]) -> None:
+        nonlocal orphaned
+        if os.getppid() == parent:
+            messages.put(("progress", job.key, dict(live)))
+        elif not orphaned:
+            orphaned = True
+            os.kill(os.getpid(), signal.SIGINT)
+
     try:
-        outcome = train_job(job, lambda live: messages.put(("progress", job.key, dict(live))))
+        outcome = train_job(job, on_progress)
     except KeyboardInterrupt:  # stopped before the run could install its own handler
         outcome = Outcome("interrupted", "stopped before the run started")
+    if os.getppid() != parent:
+        messages.cancel_join_thread()
+        return
     messages.put(("ended", job.key, outcome.status, outcome.error))
     messages.close()
     messages.join_thread()  # the last message is in the pipe before this process exits
