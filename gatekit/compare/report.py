@@ -112,10 +112,10 @@ def styles(names: list[str]) -> dict[str, Style]:
 
 
 def _eval_episodes(runs: list[PlannedRun]) -> tuple[str, str]:
-    periodic = sorted({r.recipe.eval.episodes for r in runs})
-    final = sorted({r.recipe.eval.final_episodes for r in runs})
-    say = lambda ns: f"{ns[0]} episodes" if len(ns) == 1 else "episodes as each recipe says"  # noqa: E731
-    return say(periodic), say(final)
+    def say(counts: set[int]) -> str:
+        return f"{counts.pop()} episodes" if len(counts) == 1 else "episodes as each recipe says"
+
+    return say({r.recipe.eval.episodes for r in runs}), say({r.recipe.eval.final_episodes for r in runs})
 
 
 def _plot_method(ax: Any, s: MethodSummary, style: Style, reps: int) -> None:

@@ -183,12 +183,13 @@ class Summary:
 
 def summarize(comp: Comparison, rows: list[RunRow], *, reps: int = DEFAULT_REPS) -> Summary:
     """Per-method intervals, curves, "steps to reach" and probabilities of improvement."""
-    keys = (*COUNTERS, *sorted({k for r in rows if r.finished for k in r.result.test}))  # type: ignore[union-attr]
+    results = {id(r): r.result for r in rows if r.finished and r.result is not None}
+    keys = (*COUNTERS, *sorted({k for res in results.values() for k in res.test}))
     methods = []
     for m in comp.methods:
         mine = [r for r in rows if r.method == m.name]
         if mine:
-            done = [r.result for r in mine if r.finished and r.result is not None]
+            done = [results[id(r)] for r in mine if id(r) in results]
             cells = intervals({k: [figure(res, k) for res in done] for k in keys}, reps=reps) if done else {}
             methods.append(MethodSummary(m.name, len(mine), done, cells))
     ref = next((s for s in methods if s.name == comp.reference), None)
@@ -261,7 +262,9 @@ class Column:
 
 
 def _metric_column(header: str, metric: str, digits: int, optional: bool = False) -> Column:
-    fmt = lambda x: fmt_number(x, digits)  # noqa: E731
+    def fmt(x: float) -> str:
+        return fmt_number(x, digits)
+
     return Column(header, lambda s: fmt_interval(s.cell(metric), fmt),
                   lambda e: fmt_interval(e.cells.get(metric, Interval.empty()), fmt), metric if optional else None)
 
