@@ -174,34 +174,44 @@ def list_cmd() -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 @click.option("--redo-changed", is_flag=True,
               help="Run folders made from a different recipe: keep them aside (renamed) and run them again.")
+@click.option("--report", type=click.Path(path_type=Path), default=None, metavar="PAGE",
+              help="Write (or update) this markdown page from the runs: tables, figures, commands, run times; "
+                   "text outside its generated block is kept.")
 @_clean_errors
 def compare_cmd(recipe: Path, out: Path | None, workers: int | None, seeds: str | None, only: tuple[str, ...],
-                overrides: tuple[str, ...], no_progress: bool, redo_changed: bool) -> None:
+                overrides: tuple[str, ...], no_progress: bool, redo_changed: bool, report: Path | None) -> None:
     """Run every method x seed of a comparison RECIPE (skipping finished runs) and write
-    results.csv, table.md and plots into the output folder."""
+    results.csv, table.md (mean and 95% interval over seeds) and plots into the output folder."""
     from gatekit.compare import run_comparison
 
-    seed_list = None
-    if seeds is not None:
-        try:
-            seed_list = [int(s) for s in seeds.split(",") if s.strip()]
-        except ValueError:
-            raise GatekitError(f"--seeds: expected comma-separated integers, got '{seeds}'") from None
-        if not seed_list:
-            raise GatekitError("--seeds: give at least one seed, e.g. --seeds 0,1,2")
-    res = run_comparison(recipe, out=out, workers=workers, seeds=seed_list, only=only, overrides=overrides,
-                         progress=not no_progress, redo_changed=redo_changed)
-    t = Table(title=f"{recipe.stem}: mean ± std over seeds", header_style="bold")
-    for col in res.header:
-        t.add_column(col)
-    for row in res.table:
-        t.add_row(*row)
-    stdout.print(t)
+    res = run_comparison(recipe, out=out, workers=workers, seeds=_seed_list(seeds), only=only, overrides=overrides,
+                         progress=not no_progress, redo_changed=redo_changed, report=report)
+    for title, header, body in ((f"{recipe.stem}: mean [95% CI] over seeds", res.header, res.table),
+                                ("probability of improvement", res.poi_header, res.poi_table)):
+        if body:
+            t = Table(title=title, header_style="bold")
+            for col in header:
+                t.add_column(col)
+            for row in body:
+                t.add_row(*row)
+            stdout.print(t)
     stdout.print(f"ran {res.ran} runs, skipped {res.skipped} finished; wrote {', '.join(str(f) for f in res.files)}")
     if res.failed:
         for line in res.failed:
             err.print(f"not finished: {line}")
         sys.exit(1)
+
+
+def _seed_list(seeds: str | None) -> list[int] | None:
+    if seeds is None:
+        return None
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise GatekitError(f"--seeds: expected comma-separated integers, got '{seeds}'") from None
+    if not seed_list:
+        raise GatekitError("--seeds: give at least one seed, e.g. --seeds 0,1,2")
+    return seed_list
 
 
 main.add_command(compare_cmd, name="sweep")

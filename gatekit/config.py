@@ -209,21 +209,23 @@ def load_yaml_dataclass(cls: type[T], path: str | Path, overrides: list[str] | t
     return load_dataclass(cls, apply_overrides(raw, overrides), kind=kind, ranges=ranges)
 
 
-def read_yaml_mapping(path: str | Path, *, kind: str, example: str, fields: str) -> dict[str, Any]:
-    """Read ``path`` with ``yaml.safe_load``; anything but a YAML mapping is a one-line error."""
+def read_yaml_mapping(path: str | Path, *, kind: str, example: str, fields: str,
+                      prefix: str = "recipe") -> dict[str, Any]:
+    """Read ``path`` with ``yaml.safe_load``; anything but a YAML mapping is a one-line error
+    (starting with ``prefix:``, the command's word for the file)."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"recipe: no such file '{path}'; give the path of a .yaml {kind} (see {example})")
+        raise ConfigError(f"{prefix}: no such file '{path}'; give the path of a .yaml {kind} (see {example})")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"recipe: '{path}' is not valid YAML{where}; fix the syntax") from None
+        raise ConfigError(f"{prefix}: '{path}' is not valid YAML{where}; fix the syntax") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"recipe: '{path}' is not a text file; give a .yaml {kind}") from None
+        raise ConfigError(f"{prefix}: '{path}' is not a text file; give a .yaml {kind}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"recipe: '{path}' must hold a mapping of fields ({fields})")
+        raise ConfigError(f"{prefix}: '{path}' must hold a mapping of fields ({fields})")
     return raw
 
 

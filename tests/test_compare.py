@@ -22,8 +22,12 @@ from gatekit.compare import (
     plan,
     slug,
     steps_to_reach,
+    summarize,
 )
+from gatekit.compare.summary import RunRow
 from gatekit.errors import ConfigError
+from gatekit.evaluation import Stat
+from gatekit.runs.results import EvalPoint, RunResult
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TOY = RECIPES / "compare_toy.yaml"
@@ -152,10 +156,7 @@ def _get(d, dotted):
 
 
 def test_learning_curve_summaries():
-    seeds = [
-        [{"expert_steps": 0, "test_success": 0.0}, {"expert_steps": 100, "test_success": 0.4}, {"expert_steps": 200, "test_success": 0.8}],
-        [{"expert_steps": 0, "test_success": 0.2}, {"expert_steps": 200, "test_success": 0.6}],
-    ]
+    seeds = [[(0, 0.0), (100, 0.4), (200, 0.8)], [(0, 0.2), (200, 0.6)]]  # (expert steps, success)
     grid, mean, std = mean_curve(seeds)
     assert grid.tolist() == [0, 100, 200]
     assert np.allclose(mean, [0.1, 0.4, 0.7]) and np.allclose(std, [0.1, 0.0, 0.1])
@@ -163,40 +164,52 @@ def test_learning_curve_summaries():
     assert math.isnan(steps_to_reach(seeds, 0.9))
 
 
+def _result(seed, *, expert_steps, success, ret=100.0, total=2000, curve=(), expert=None, status="finished", wall=60.0):
+    """A run's results as RunResult (what the summary reads), without running anything."""
+    return RunResult(status=status, recipe="t", seed=seed, env="echo", expert="echo", criterion="c", learner="l",
+                     total_steps=total, expert_steps=expert_steps, expert_queries=expert_steps, switches=10,
+                     episodes=5, wall_seconds=wall,
+                     test={"success": Stat(success, 0.0, 0.0, 50), "return": Stat(ret, 0.0, 0.0, 50)},
+                     expert_test=expert or {},
+                     evaluations=[EvalPoint(step=i, expert_steps=x, switches=0, metrics={"success": y})
+                                  for i, (x, y) in enumerate(curve)])
+
+
+def _rows(results, method):
+    return [RunRow(method, r.seed, Path(f"/nowhere/{method}/seed{r.seed}"), r.status, r) for r in results]
+
+
 def test_table_layout_from_rows():
     comp = Comparison(name="t", methods=[MethodSpec(name="A", recipe="a"), MethodSpec(name="B", recipe="b")], reference="A")
-    ev = [{"expert_steps": 500, "test_success": 0.5}, {"expert_steps": 1000, "test_success": 0.6}]
-    rows = [
-        {"method": "A", "seed": s, "status": "finished", "expert_steps": e, "total_steps": 2000, "takeover_rate": e / 2000,
-         "switches": 10, "test_success": 0.6, "test_return": 100.0, "_evaluations": ev}
-        for s, e in ((0, 1000), (1, 1200))
-    ] + [{"method": "B", "seed": 0, "status": "failed", "expert_steps": math.nan, "total_steps": math.nan,
-          "takeover_rate": math.nan, "switches": math.nan, "_evaluations": []}]
-    header, body = make_table(comp, rows)
+    ev = [(500, 0.5), (1000, 0.6)]
+    a_runs = [_result(s, expert_steps=e, success=0.6, curve=ev) for s, e in ((0, 1000), (1, 1200))]
+    failed = RunRow("B", 0, Path("/nowhere/b"), "failed", None, "boom")
+    rows = [*_rows(a_runs, "A"), failed]
+    header, body = make_table(summarize(comp, rows, reps=500))
     assert header[-2].startswith("expert steps to reach A's success (0.60)")
     a = body[0]
-    assert a[0] == "A" and a[1] == "1.1K ± 0.1K (0.55 ± 0.07)" and a[2] == "2.0K ± 0.0K"
+    # two seeds: the bootstrap means are the two values and their mean; the interval spans both
+    assert a[0] == "A" and a[1] == "1.1K [1.0K, 1.2K] (0.55 [0.50, 0.60])" and a[2] == "2.0K [2.0K, 2.0K]"
     assert "route completion" not in header  # no run reports it
-    assert a[4] == "0.60 ± 0.00" and a[5] == "100.0 ± 0.0" and a[-2] == "1.0K" and a[-1] == "2/2"
+    assert a[4] == "0.60 [0.60, 0.60]" and a[5] == "100.0 [100.0, 100.0]" and a[-2] == "1.0K" and a[-1] == "2/2"
     assert body[1][0] == "B" and body[1][-1] == "0/1"
 
     # the expert's own reference: one cached measurement shared by every run -> shown once
-    for r in rows[:2]:
-        r.update(expert_test_success=0.64, expert_test_return=-741.3, expert_test_route_completion=0.81)
-    header, body = make_table(comp, rows)
+    shared = {"success": Stat(0.64, 0.5, 0.1, 50), "return": Stat(-741.3, 1, 1, 50), "route_completion": Stat(0.81, 0, 0, 50)}
+    a_runs = [_result(s, expert_steps=e, success=0.6, curve=ev, expert=shared) for s, e in ((0, 1000), (1, 1200))]
+    header, body = make_table(summarize(comp, [*_rows(a_runs, "A"), failed], reps=500))
     assert header[6] == "route completion"  # the expert reports it now
     assert body[0][:7] == ["expert (alone)", "–", "–", "–", "0.64", "-741.3", "0.81"] and body[0][-1] == "1 measurement"
-    rows[1]["expert_test_success"] = 0.70  # measured twice (e.g. runs on different maps): mean ± std
-    _, body = make_table(comp, rows)
-    assert body[0][4] == "0.67 ± 0.04" and body[0][-1] == "2"
+    a_runs[1].expert_test = {**shared, "success": Stat(0.70, 0.5, 0.1, 50)}  # measured twice: an interval
+    _, body = make_table(summarize(comp, [*_rows(a_runs, "A"), failed], reps=500))
+    assert body[0][4] == "0.67 [0.64, 0.70]" and body[0][-1] == "2"
 
-    header, _ = make_table(comp, [r for r in rows if r["method"] != "A"])  # the reference has not run
+    header, _ = make_table(summarize(comp, [failed], reps=500))  # the reference has not run
     assert header[-2] == "expert steps to reach A's success (no finished run)"
 
-    for r in rows[:2]:  # a reference method that never succeeds: nothing to reach
-        r["test_success"] = 0.0
-    _, body = make_table(comp, rows)
-    assert body[1][0] == "A" and body[1][-2] == "–"
+    zero = [_result(s, expert_steps=1000, success=0.0, curve=ev) for s in (0, 1)]  # a reference that never succeeds
+    _, body = make_table(summarize(comp, [*_rows(zero, "A"), failed], reps=500))
+    assert body[0][0] == "A" and body[0][-2] == "–"
 
 
 def test_load_comparison_rejects_a_training_recipe():
