@@ -87,6 +87,9 @@ class EvalConfig:
 
     every_steps: int = 0
     """Evaluate every N training steps (0: only at the end)."""
+    every_expert_steps: int = 0
+    """Also (or instead) evaluate each time N more expert-involved steps were spent (0: off):
+    learning curves over the expert's effort, at the same points for every method and seed."""
     episodes: int = 10
     """Episodes of each periodic evaluation."""
     final_episodes: int = 50
@@ -167,6 +170,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "budget.expert_steps": (0, math.inf),
     "budget.warmup_steps": (0, math.inf),
     "eval.every_steps": (0, math.inf),
+    "eval.every_expert_steps": (0, math.inf),
     "eval.episodes": (1, math.inf),
     "eval.final_episodes": (0, math.inf),
     "eval.final_workers": (1, 64),

@@ -53,3 +53,13 @@ def test_final_evaluation_shared_by_processes_gives_the_same_figures(tmp_path):
         results[workers] = train(load_recipe_dict(raw), out=tmp_path / f"w{workers}")
     assert results[1].test["success"].n == results[3].test["success"].n == 7
     assert {k: s.as_dict() for k, s in results[1].test.items()} == {k: s.as_dict() for k, s in results[3].test.items()}
+
+
+def test_evaluations_every_n_expert_steps_and_none_twice_at_the_end(tmp_path):
+    raw = fast_recipe(budget={"total_steps": 5000, "expert_steps": 240, "warmup_steps": 60},
+                      eval={"every_expert_steps": 80, "episodes": 1, "final_episodes": 1})
+    res = train(load_recipe_dict(raw), out=tmp_path / "run")
+    assert res.expert_steps == 240 and res.total_steps < 5000  # the expert's budget ended the run
+    points = [e.expert_steps for e in res.evaluations]
+    assert points[:-1] == [80, 160]  # the first step at or past each multiple of 80 ...
+    assert points[-1] == 240         # ... and the final evaluation, not a periodic one beside it

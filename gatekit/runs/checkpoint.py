@@ -37,6 +37,8 @@ class RunState:
     """The step of the next periodic evaluation (0: not scheduled yet)."""
     next_checkpoint: int = 0
     """The step of the next checkpoint (0: not scheduled yet)."""
+    next_expert_eval: int = 0
+    """The expert-involved step count of the next evaluation on that cadence (0: not scheduled)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -58,7 +58,7 @@ class Evaluator:
     def start(self) -> None:
         """Start the worker process when the recipe evaluates in one and has anything to evaluate."""
         e = self.recipe.eval
-        if e.in_worker and (e.every_steps or e.final_episodes or e.expert_reference):
+        if e.in_worker and (e.every_steps or e.every_expert_steps or e.final_episodes or e.expert_reference):
             self.worker = EvalWorker()
 
     def close(self) -> None:

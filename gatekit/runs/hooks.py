@@ -28,21 +28,31 @@ class Hook:
 
 
 class EvaluationHook(Hook):
-    """A periodic evaluation of the novice every ``every`` steps, on ``episodes`` test episodes
-    (``every = 0``: none)."""
+    """A periodic evaluation of the novice on ``episodes`` test episodes, every ``every`` env
+    steps and/or each time ``every_expert`` more expert-involved steps were spent (0: off).
+    An evaluation due on both cadences at once runs once."""
 
-    def __init__(self, *, every: int, episodes: int) -> None:
+    def __init__(self, *, every: int, episodes: int, every_expert: int = 0) -> None:
         self.every = every
+        self.every_expert = every_expert
         self.episodes = episodes
 
     def start(self, run: Run) -> None:
         if run.state.next_eval == 0:
             run.state.next_eval = self.every or run.recipe.budget.total_steps + 1
+        if run.state.next_expert_eval == 0 and self.every_expert:
+            run.state.next_expert_eval = self.every_expert
 
     def after_step(self, run: Run) -> None:
-        steps = run.totals.steps
+        steps, spent = run.totals.steps, run.totals.expert_steps
+        due = False
         if steps >= run.state.next_eval:
             run.state.next_eval += self.every
+            due = True
+        if self.every_expert and spent >= run.state.next_expert_eval:
+            run.state.next_expert_eval = (spent // self.every_expert + 1) * self.every_expert
+            due = True
+        if due and not (run.budget_spent() and run.recipe.eval.final_episodes):  # the final one is due now
             run.evaluator.submit(f"step-{steps}", self.episodes, run.totals, learner=run.learner)
 
 

@@ -188,9 +188,10 @@ class Run:
             metrics.update({f"criterion/{k}": v for k, v in self.criterion.update(self.store, self.learner).items()})
         self.logs.scalars(metrics, self.totals.steps)
 
-    def _expert_budget_spent(self) -> bool:
-        cap = self.recipe.budget.expert_steps
-        return cap is not None and self.totals.expert_steps >= cap
+    def budget_spent(self) -> bool:
+        """Training is over: the step budget or the expert's is spent."""
+        b = self.recipe.budget
+        return self.totals.steps >= b.total_steps or (b.expert_steps is not None and self.totals.expert_steps >= b.expert_steps)
 
     def loop(self, stop: StopFlag, hooks: list[Hook]) -> None:
         r, envs, totals = self.recipe, self.envs, self.envs.totals
@@ -202,7 +203,7 @@ class Run:
         returns = [0.0] * envs.n
         for i in range(envs.n):
             envs.reset(i, seed=episode_seed(r.seed, envs.next_episode))
-        while totals.steps < budget and not self._expert_budget_spent() and stop.signal is None:
+        while not self.budget_spent() and stop.signal is None:
             before = totals.steps
             active = range(min(envs.n, budget - before))  # the last batch may step fewer envs
             steps = envs.step({i: self.learner.act(envs.obs(i)) for i in active})
@@ -254,7 +255,8 @@ class Run:
             bar = RunProgress(total=r.budget.total_steps, enabled=progress, description=r.name, start=len(self.store))
             with StopFlag() as stop, bar:
                 progress_hook = ProgressHook(bar, on_progress)
-                self.loop(stop, [EvaluationHook(every=r.eval.every_steps, episodes=r.eval.episodes),
+                self.loop(stop, [EvaluationHook(every=r.eval.every_steps, episodes=r.eval.episodes,
+                                                every_expert=r.eval.every_expert_steps),
                                  CheckpointHook(every=r.data.checkpoint_every), progress_hook])
                 bar.update(self.totals.steps, progress_hook.live(self))
                 status = "interrupted" if stop.signal is not None else "finished"
