@@ -210,11 +210,7 @@ class Run:
             for out in steps:
                 returns[out.env] += out.reward
                 self.learner.observe(out.record, self.store)
-            if warmup and before < warmup <= totals.steps:
-                self.update(learner=True, criterion=True)  # the end of the expert's warm-up
-            elif totals.steps > warmup:
-                self.update(learner=self.learner.wants_update(self.store),
-                            criterion=self.criterion.wants_update(self.store))
+            self._train(crossed_warmup=bool(warmup) and before < warmup <= totals.steps)
             for out in steps:
                 if out.terminated or out.truncated:
                     self._end_episode(out, returns[out.env])
@@ -223,6 +219,13 @@ class Run:
                         envs.reset(out.env, seed=episode_seed(r.seed, envs.next_episode))
             for hook in hooks:
                 hook.after_step(self)
+
+    def _train(self, *, crossed_warmup: bool) -> None:
+        """At the end of the expert's warm-up both train; after it, each on its own schedule."""
+        if crossed_warmup:
+            self.update(learner=True, criterion=True)
+        elif self.totals.steps > self.recipe.budget.warmup_steps:
+            self.update(learner=self.learner.wants_update(self.store), criterion=self.criterion.wants_update(self.store))
 
     def _end_episode(self, out: StepOut, ep_return: float) -> None:
         t = self.totals
