@@ -34,7 +34,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from gatekit.errors import ConfigError, GatekitError, nearest
+from gatekit.errors import ConfigError, GatekitError, missing_extra, nearest
 
 T = TypeVar("T")
 
@@ -404,6 +404,11 @@ def build(registry: Any, comp: Component, path: str, **provided: Any) -> Any:
         return fn(**provided, **kwargs)
     except GatekitError:
         raise
+    except ModuleNotFoundError as exc:  # an optional stack imported when the component is built
+        missing = missing_extra(f"{path} '{comp.id}'", exc)
+        if missing is None:
+            raise
+        raise missing from exc
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         # a component rejecting its (type-checked) arguments: name the section, keep one line
         text = str(exc).splitlines()[0] if str(exc) else ""

@@ -45,7 +45,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from gatekit.errors import ConfigError, GatekitError, nearest
+from gatekit.errors import ConfigError, GatekitError, missing_extra, nearest
 
 # The base class of each role, as an import string (imported only when a plugin is checked).
 ROLES: dict[str, str] = {
@@ -215,9 +215,12 @@ def _import(spec: str, kind: str, where: str) -> Callable[..., Any]:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise ConfigError(f"{where}cannot import module '{module_name}' for {kind} '{spec}' (no module "
                               f"'{exc.name}'; check the name, or install the package that provides it)") from exc
+        missing = missing_extra(f"{where}{kind} '{spec}'", exc)
+        if missing is not None:
+            raise missing from exc
         raise ConfigError(
             f"{where}cannot import module '{module_name}' for {kind} '{spec}' ({exc.name} is not "
-            f"installed; try `pip install gatekit[all]`)"
+            f"installed; install the package that provides it)"
         ) from exc
     except Exception as exc:  # a plugin module that raises on import: its code, its error, one line
         text = str(exc).splitlines()[0] if str(exc) else ""

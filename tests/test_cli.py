@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner
 
 from gatekit.cli import main
+from tests.recipes import needs_imitation
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--set", "budget.total_steps=300", "--set", "eval.in_worker=false", "--set", "eval.every_steps=150",
@@ -26,6 +27,7 @@ def test_list_shows_every_registry(runner):
         assert name in res.output
 
 
+@needs_imitation
 def test_train_writes_results_and_eval_reads_them(runner, tmp_path):
     out = tmp_path / "run"
     args = [{"budget.total_steps=300": "budget.total_steps=1100", "eval.every_steps=150": "eval.every_steps=550"}.get(a, a) for a in FAST]
@@ -53,6 +55,7 @@ def test_train_writes_results_and_eval_reads_them(runner, tmp_path):
     assert "expert on held-out test episodes" in res.output
 
 
+@needs_imitation
 def test_train_with_evaluation_worker_process(runner, tmp_path):
     out = tmp_path / "run"
     args = [a if a != "eval.in_worker=false" else "eval.in_worker=true" for a in FAST]

@@ -41,11 +41,13 @@ ALLOWED: dict[str, set[str]] = {
     "runs": CORE | {"criteria", "learners", "experts", "envs", "wrappers", "evaluation", "progress", "plots"},
     "compare": CORE | {"runs", "progress", "plots"},
     "expert_training": CORE | {"envs", "experts", "runs", "evaluation", "progress"},
+    "integrations": CORE | {"criteria", "wrappers"},  # gatekit inside other libraries' loops (SB3's learn)
     "cli": None,  # type: ignore[dict-item]  # the front end may import anything
 }
 OPTIONAL = {"imitation", "stable_baselines3", "metadrive", "minigrid", "ray", "pygame", "rliable", "wandb", "minari"}
 # parts that adapt an optional stack; `import gatekit` itself must not load one (test_imports.py)
-ADAPTERS = {"learners", "experts", "envs", "expert_training", "compare", "cli", "wrappers", "runs", "export"}
+ADAPTERS = {"learners", "experts", "envs", "expert_training", "compare", "cli", "wrappers", "runs", "export",
+            "integrations"}
 
 
 def _part(module: str) -> str:
