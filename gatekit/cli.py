@@ -255,5 +255,27 @@ def check_cmd(run_dir: Path, as_json: bool) -> None:
         sys.exit(1)
 
 
+@main.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["minari"]), default="minari", show_default=True,
+              help="Dataset format (minari: one Minari episode per gatekit episode; see gatekit/export/minari.py).")
+@click.option("--dataset-id", default=None, metavar="NAMESPACE/NAME-vN",
+              help="The dataset's id (default gatekit/<run folder>-v0).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Datasets folder (default: Minari's, $MINARI_DATASETS_PATH or ~/.minari/datasets).")
+@_clean_errors
+def export_cmd(run_dir: Path, fmt: str, dataset_id: str | None, out: Path | None) -> None:
+    """Write the records of RUN_DIR (novice, expert and executed actions, intervention flags) as
+    a dataset other libraries read (minari.load_dataset)."""
+    from gatekit.export.minari import to_minari
+
+    res = to_minari(run_dir, dataset_id=dataset_id, root=out)
+    stdout.print(f"wrote Minari dataset '{res['dataset_id']}': {res['episodes']} episodes, {res['steps']} steps "
+                 f"({res['intervened']} driven by the expert) in {res['path']}")
+    if out is not None:
+        stdout.print(f"read it with: MINARI_DATASETS_PATH={out} python -c \"import minari; "
+                     f"minari.load_dataset('{res['dataset_id']}')\"")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
