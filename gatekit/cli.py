@@ -48,6 +48,20 @@ def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.version_option(package_name="gatekit")
 def main() -> None:
     """gatekit: pluggable intervention gates for interactive imitation learning."""
+    import warnings
+
+    from gatekit.errors import RecipeWarning
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, RecipeWarning):
+            click.echo(f"gatekit: warning: {message}", err=True)
+        else:
+            previous(message, category, *args, **kwargs)
+
+    previous = warnings.showwarning
+    if not getattr(previous, "_gatekit", False):
+        show._gatekit = True  # type: ignore[attr-defined]
+        warnings.showwarning = show
 
 
 def fmt_stat(v: Any, digits: int = 2) -> str:
@@ -147,21 +161,50 @@ def eval_cmd(target: Path, episodes: int | None, use_expert: bool, checkpoint: s
 
 
 @main.command("list")
+@click.option("--verbose", "-v", is_flag=True, help="Also every component's options: type, default, one-line doc.")
+@click.option("--markdown", is_flag=True, help="Print docs/components.md (every component's options, as Markdown).")
 @_clean_errors
-def list_cmd() -> None:
+def list_cmd(verbose: bool, markdown: bool) -> None:
     """List the registered criteria, learners, envs and experts."""
-    from gatekit.criteria import CRITERIA
-    from gatekit.envs import ENVS
-    from gatekit.experts import EXPERTS
-    from gatekit.learners import LEARNERS
+    from gatekit.components import (
+        ROLE_TITLES,
+        all_components,
+        registries,
+        render_markdown,
+        render_text,
+    )
 
-    for title, reg in (("criteria", CRITERIA), ("learners", LEARNERS), ("envs", ENVS), ("experts", EXPERTS)):
-        t = Table(title=title, show_header=False, title_justify="left")
+    if markdown:
+        click.echo(render_markdown(), nl=False)
+        return
+    if verbose:
+        for doc in all_components():
+            click.echo(render_text(doc, width=stdout.width - 8 if sys.stdout.isatty() else 100) + "\n")
+        return
+    for role, reg in registries().items():
+        t = Table(title=ROLE_TITLES[role].split(" (")[0].lower(), show_header=False, title_justify="left")
         t.add_column("name", style="bold")
         t.add_column("what")
         for name in reg.names():
             t.add_row(name, reg.help(name))
+        for prefix, text in reg.prefixes().items():
+            t.add_row(f"{prefix}:<id>", text)
         stdout.print(t)
+    stdout.print("options of one: gatekit show NAME; of all: gatekit list --verbose (or docs/components.md)")
+
+
+@main.command("show")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["criterion", "learner", "env", "expert", "section"]), default=None,
+              help="Which role, where a name fills several (aim is a criterion and a learner).")
+@_clean_errors
+def show_cmd(name: str, role: str | None) -> None:
+    """Every option of component NAME (or recipe section budget/eval/log/data): its type,
+    default and one-line doc, read from the component's signature and docstring."""
+    from gatekit.components import find, render_text
+
+    for i, doc in enumerate(find(name, role)):
+        click.echo(("\n" if i else "") + render_text(doc, width=stdout.width - 8 if sys.stdout.isatty() else 100))
 
 
 @main.command("compare")

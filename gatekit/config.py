@@ -28,13 +28,14 @@ import inspect
 import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
 
-from gatekit.errors import ConfigError, GatekitError, missing_extra, nearest
+from gatekit.errors import ConfigError, GatekitError, RecipeWarning, missing_extra, nearest
 
 T = TypeVar("T")
 
@@ -223,8 +224,26 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
             if not isinstance(nxt, dict):
                 raise ConfigError(f"--set {key}: '{'.'.join(parts[: i + 1])}' is not a section")
             node = nxt
+        _warn_carried_keys(parts, node, value)
         node[parts[-1]] = value
     return out
+
+
+COMPONENT_SECTIONS = ("env", "expert", "criterion", "learner")
+
+
+def _warn_carried_keys(parts: list[str], section: Any, new_id: Any) -> None:
+    """``--set expert.id=other`` keeps the section's other keys, which were written for the old
+    component: say which, and how to replace the whole section instead."""
+    if len(parts) != 2 or parts[0] not in COMPONENT_SECTIONS or parts[1] != "id" or not isinstance(section, dict):
+        return
+    old = section.get("id")
+    kept = sorted(str(k) for k in section if k != "id")
+    if old == new_id or not kept:
+        return
+    warnings.warn(RecipeWarning(
+        f"--set {parts[0]}.id={new_id}: the recipe's {parts[0]} keys {', '.join(kept)} (written for '{old}') "
+        f"are kept; to drop them, replace the section: --set '{parts[0]}={{id: {new_id}}}'"), stacklevel=3)
 
 
 def _deepcopy(x: Any) -> Any:

@@ -41,6 +41,11 @@ def nearest(name: str, choices: Iterable[str]) -> str:
     return f"valid: {shown}" if options else "nothing is valid here"
 
 
+class RecipeWarning(UserWarning):
+    """A recipe or override that works but may not do what was meant (the CLI prints it as one
+    ``gatekit: warning:`` line)."""
+
+
 class MissingExtraError(ConfigError, ImportError):
     """A component needs an optional package that is not installed."""
 

@@ -41,6 +41,7 @@ ALLOWED: dict[str, set[str]] = {
     "runs": CORE | {"criteria", "learners", "experts", "envs", "wrappers", "evaluation", "progress", "plots"},
     "compare": CORE | {"runs", "progress", "plots"},
     "expert_training": CORE | {"envs", "experts", "runs", "evaluation", "progress"},
+    "components": CORE | {"criteria", "learners", "envs", "experts"},  # every component's options (show, docs)
     "integrations": CORE | {"criteria", "wrappers"},  # gatekit inside other libraries' loops (SB3's learn)
     "cli": None,  # type: ignore[dict-item]  # the front end may import anything
 }

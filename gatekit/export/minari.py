@@ -55,8 +55,8 @@ def space_from_schema(desc: dict[str, Any], dtype: np.dtype) -> gym.Space:
         shape = tuple(desc["shape"])
         if np.issubdtype(dtype, np.integer):
             info = np.iinfo(dtype)
-            return gym.spaces.Box(info.min, info.max, shape, dtype)
-        return gym.spaces.Box(-np.inf, np.inf, shape, dtype)
+            return gym.spaces.Box(info.min, info.max, shape, dtype.type)
+        return gym.spaces.Box(-np.inf, np.inf, shape, dtype.type)
     if kind == "Discrete":
         return gym.spaces.Discrete(int(desc["n"]), start=int(desc.get("start", 0)))
     if kind == "MultiDiscrete":
