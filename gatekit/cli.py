@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gatekit.errors import GatekitError
+from gatekit.evaluation import PROPORTIONS
 
 if TYPE_CHECKING:
     from gatekit.runs.results import RunResult
@@ -74,11 +75,22 @@ def fmt_stat(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
+def expert_label(res: RunResult) -> str:
+    """The expert's id, and the file it was loaded from (name and sha256 prefix) when known."""
+    files = (res.provenance.get("expert") or {}).get("files") or []
+    if not files:
+        return res.expert
+    f = files[0]
+    return f"{res.expert} ({Path(f['path']).name}, sha256 {f['sha256'][:12]})"
+
+
 def results_table(res: RunResult, title: str) -> Table:
     """The run's figures in the AIM paper's layout (one row per figure)."""
     t = Table(title=title, show_header=True, header_style="bold")
     t.add_column("figure")
     t.add_column("value", justify="right")
+    t.add_row("env (novice evaluated alone on its test split)", res.env)
+    t.add_row("expert", expert_label(res))
     t.add_row("expert-involved steps (take-over rate)", f"{res.expert_steps} ({res.takeover_rate:.2f})")
     t.add_row("total steps", str(res.total_steps))
     t.add_row("switches", str(res.switches))
@@ -88,6 +100,9 @@ def results_table(res: RunResult, title: str) -> Table:
     for key in keys:
         stat = res.test[key]
         t.add_row(f"test {key.replace('_', ' ')} (mean ± std, n={stat.n})", fmt_stat(stat.as_dict()))
+        if key in PROPORTIONS and stat.n:
+            lo, hi = stat.interval(proportion=True)
+            t.add_row(f"test {key} 95% interval (Wilson)", f"[{lo:.2f}, {hi:.2f}]")
     for key in first:
         if key in res.expert_test:
             t.add_row(f"expert's own test {key.replace('_', ' ')}", fmt_stat(res.expert_test[key].as_dict()))
@@ -152,11 +167,16 @@ def eval_cmd(target: Path, episodes: int | None, use_expert: bool, checkpoint: s
     if as_json:
         click.echo(json.dumps(stats, indent=2))
         return
-    t = Table(title=f"{'expert' if use_expert else 'novice'} on held-out test episodes", header_style="bold")
+    from gatekit.evaluation import Stat
+
+    what = "the expert" if use_expert else f"the novice ({checkpoint} checkpoint)"
+    t = Table(title=f"{what} of {target} on held-out test episodes", header_style="bold")
     for col in ("metric", "mean", "std", "95% interval", "n"):
         t.add_column(col, justify="right" if col != "metric" else "left")
     for k, v in stats.items():
-        t.add_row(k, f"{v['mean']:.3f}", f"{v['std']:.3f}", f"[{v['mean'] - v['ci95']:.3f}, {v['mean'] + v['ci95']:.3f}]", str(v["n"]))
+        lo, hi = Stat(v["mean"], v["std"], v["ci95"], int(v["n"])).interval(proportion=k in PROPORTIONS)
+        t.add_row(k + (" (Wilson)" if k in PROPORTIONS else ""), f"{v['mean']:.3f}", f"{v['std']:.3f}",
+                  f"[{lo:.3f}, {hi:.3f}]", str(v["n"]))
     stdout.print(t)
 
 

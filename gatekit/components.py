@@ -349,3 +349,59 @@ def split_markdown(text: str) -> dict[str, str]:
             head = block.splitlines()[0]
             out[head] = block.split("\n## ")[0].rstrip() + "\n"
     return out
+
+
+# -- the resolved recipe ---------------------------------------------------------------------------
+def defaults_of(fn: Any, provided: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The recipe keys of component ``fn`` that have a default, with it (in signature order).
+
+    Only defaults a recipe could state are returned: plain YAML values that pass the key's type
+    check (so that the resolved recipe loads back as it was saved).
+    """
+    import typing
+
+    import yaml
+
+    from gatekit.config import check_type
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return {}
+    try:
+        hints = typing.get_type_hints(fn.__init__ if inspect.isclass(fn) else fn)
+    except Exception:  # annotations naming packages that are not installed; partials
+        hints = {}
+    out: dict[str, Any] = {}
+    for name, p in sig.parameters.items():
+        if name == "self" or name in provided or p.default is p.empty or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        value = list(p.default) if isinstance(p.default, tuple) else p.default
+        try:
+            yaml.safe_dump(value)
+            out[name] = check_type(hints.get(name, Any), value, name)
+        except (yaml.YAMLError, GatekitError):
+            continue
+    return out
+
+
+def with_defaults(recipe: Any) -> Any:
+    """``recipe`` with every default of its four components written out (the recipe's own keys
+    win; a component that cannot be resolved here is kept as it is). The dataclass sections
+    (budget, eval, log, data) carry their defaults already."""
+    from gatekit.config import Component
+
+    regs = registries()
+    filled = {}
+    for section in ("env", "expert", "criterion", "learner"):
+        comp = getattr(recipe, section)
+        try:
+            fn = regs[section].get(comp.id)
+        except GatekitError:
+            filled[section] = comp
+            continue
+        defaults = defaults_of(fn, PROVIDED[section])
+        kwargs = {k: comp.kwargs.get(k, v) for k, v in defaults.items()}
+        kwargs.update({k: v for k, v in comp.kwargs.items() if k not in kwargs})
+        filled[section] = Component(id=comp.id, kwargs=kwargs)
+    return dataclasses.replace(recipe, **filled)

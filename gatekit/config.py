@@ -90,6 +90,13 @@ class LogConfig:
     """Show a progress bar."""
     plots: bool = True
     """Write PNG plots (take-over rate over training, test success vs expert steps)."""
+    wandb: bool = False
+    """Also log to Weights & Biases (``pip install 'gatekit[wandb]'``; see gatekit/runs/wandb_log.py)."""
+    wandb_project: str = "gatekit"
+    """The W&B project."""
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+    """``offline`` writes under ``<run>/wandb`` without network (``wandb sync`` uploads it);
+    ``online`` logs live; ``WANDB_MODE`` overrides it."""
 
 
 @dataclass(kw_only=True)

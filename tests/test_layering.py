@@ -38,8 +38,10 @@ ALLOWED: dict[str, set[str]] = {
     "evaluation": CORE | {"envs", "experts"},
     "check": CORE | {"runs"},
     "export": CORE,
-    "runs": CORE | {"criteria", "learners", "experts", "envs", "wrappers", "evaluation", "progress", "plots"},
-    "compare": CORE | {"runs", "progress", "plots"},
+    "provenance": set(),  # files, versions, git: the standard library only
+    "runs": CORE | {"criteria", "learners", "experts", "envs", "wrappers", "evaluation", "progress", "plots",
+                    "components", "provenance"},
+    "compare": CORE | {"runs", "progress", "plots", "components"},
     "expert_training": CORE | {"envs", "experts", "runs", "evaluation", "progress"},
     "components": CORE | {"criteria", "learners", "envs", "experts"},  # every component's options (show, docs)
     "integrations": CORE | {"criteria", "wrappers"},  # gatekit inside other libraries' loops (SB3's learn)

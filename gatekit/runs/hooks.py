@@ -74,7 +74,8 @@ class ProgressHook(Hook):
         self.every = every
 
     def live(self, run: Run) -> dict[str, Any]:
-        return {**run.totals.as_dict(), "last_success": run.evaluator.last_success()}
+        success, at = run.evaluator.last_eval()
+        return {**run.totals.as_dict(), "last_success": success, "last_eval_step": at}
 
     def after_step(self, run: Run) -> None:
         if run.totals.steps % self.every == 0:
