@@ -136,3 +136,50 @@ class RunProgress:
             self._progress.__exit__(*exc)
         elif self.enabled and self.plain:
             plain_line(self.line())
+
+
+class EpisodeProgress:
+    """Progress over evaluation episodes (``gatekit eval``): a transient bar on a terminal,
+    plain lines every ``PLAIN_EVERY`` seconds (and at the end) otherwise.
+
+    Example:
+        >>> with EpisodeProgress(total=2, description="evaluating", plain=True, plain_every=1e9) as p:
+        ...     p.tick(0); p.tick(1)   # doctest: +SKIP
+    """
+
+    def __init__(self, *, total: int, description: str, plain: bool | None = None,
+                 plain_every: float | None = None) -> None:
+        self.total = total
+        self.description = description
+        self.plain = (not console.is_terminal) if plain is None else plain
+        self.plain_every = PLAIN_EVERY if plain_every is None else plain_every
+        self.done = 0
+        self._bar: Progress | None = None
+        self._t0 = time.monotonic()
+        self._last = time.monotonic()
+
+    def __enter__(self) -> EpisodeProgress:
+        self._t0 = self._last = time.monotonic()
+        if self.plain:
+            plain_line(f"{self.description}: {self.total} episodes")
+        else:
+            self._bar = Progress(console=console, transient=True)
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.description, total=self.total)
+        return self
+
+    def tick(self, _: int = 0) -> None:
+        self.done += 1
+        if self._bar is not None:
+            self._bar.advance(self._task)
+        elif time.monotonic() - self._last >= self.plain_every:
+            plain_line(f"{self.description}: {self.done}/{self.total} episodes, "
+                       f"elapsed {_clock(time.monotonic() - self._t0)}")
+            self._last = time.monotonic()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        else:
+            plain_line(f"{self.description}: {self.done}/{self.total} episodes done, "
+                       f"elapsed {_clock(time.monotonic() - self._t0)}")

@@ -48,7 +48,7 @@ def test_train_writes_results_and_eval_reads_them(runner, tmp_path):
         assert (out / name).is_file(), name
     res = runner.invoke(main, ["eval", str(out), "--episodes", "2", "--json"])
     assert res.exit_code == 0, res.stderr
-    stats = json.loads(res.output)
+    stats = json.loads(res.stdout)  # progress lines go to stderr
     assert stats["success"]["n"] == 2 and "return" in stats
     res = runner.invoke(main, ["eval", str(ROOT / "recipes/hg_cartpole.yaml"), "--expert", "--episodes", "2"])
     assert res.exit_code == 0, res.stderr

@@ -185,6 +185,7 @@ def test_eval_table_names_what_it_evaluated_and_its_interval_stays_in_zero_one(t
     row = next(x for x in res.output.splitlines() if "success (Wilson)" in x)
     lo, hi = (float(v) for v in row.split("[")[1].split("]")[0].split(","))
     assert 0.0 <= lo <= hi <= 1.0
+    assert f"evaluating the novice of {out}: 2/2 episodes done" in res.stderr  # progress, also into a file
 
 
 def test_success_plot_marks_the_final_point_and_the_expert(tmp_path, monkeypatch):
