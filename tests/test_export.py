@@ -30,8 +30,9 @@ def test_minari_export_loads_with_minari_and_matches_the_record_log(tmp_path, mo
     pytest.importorskip("h5py")
     run = _run(tmp_path)
     root = tmp_path / "minari"
+    monkeypatch.chdir(tmp_path)  # a relative --out, as a person types it
     res = CliRunner().invoke(main, ["export", str(run), "--format", "minari", "--dataset-id", "gatekit/pendulum-v0",
-                                    "--out", str(root)])
+                                    "--out", "minari"])
     assert res.exit_code == 0, res.output + res.stderr
     assert "gatekit/pendulum-v0" in res.output
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(root))

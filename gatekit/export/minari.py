@@ -162,7 +162,8 @@ def to_minari(run_dir: str | Path, *, dataset_id: str | None = None, root: str |
     kwargs: dict[str, Any] = {}
     if "jpeg_encoding" in inspect.signature(minari.create_dataset_from_buffers).parameters:
         kwargs["jpeg_encoding"] = False
-    with _datasets_root(Path(root) if root is not None else None), warnings.catch_warnings():
+    # absolute: Minari joins a relative datasets folder onto itself when it sizes the file
+    with _datasets_root(Path(root).resolve() if root is not None else None), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Minari's reminders about authors and permalinks
         try:
             dataset = minari.create_dataset_from_buffers(
