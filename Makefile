@@ -9,7 +9,9 @@ RECIPE ?= recipes/aim_metadrive.yaml
 COMPARISON ?= recipes/compare_metadrive.yaml
 ARGS   ?=
 
-.PHONY: setup run compare test test-slow lint clean
+LATEST ?= .venv-latest
+
+.PHONY: setup run compare test test-slow test-latest lint clean
 
 # torch goes in first, pinned to the CPU build: a plain `torch` requirement would pull a
 # multi-GB CUDA build. The stamp file re-runs setup when pyproject.toml changes.
@@ -32,6 +34,21 @@ compare: setup
 test: setup
 	$(PY) -m pytest -q
 
+# The core on today's stack: a second environment with the newest gymnasium and SB3 and no
+# imitation (which pins gymnasium 0.29), plus Minari; tests of imitation, MetaDrive and
+# MiniGrid skip there.
+$(LATEST)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install -q --upgrade pip
+	$(LATEST)/bin/python -m pip install -q torch==2.13.0
+	$(LATEST)/bin/python -m pip install -q -e ".[sb3,minari]" pytest hypothesis
+	$(LATEST)/bin/python -m pip install -q --upgrade gymnasium stable-baselines3
+	touch $@
+
+test-latest: $(LATEST)/.installed
+	@$(LATEST)/bin/python -c "import gymnasium, stable_baselines3, torch; print(f'newest stack: gymnasium {gymnasium.__version__}, stable-baselines3 {stable_baselines3.__version__}, torch {torch.__version__}')"
+	$(LATEST)/bin/python -m pytest -q
+
 test-slow: setup
 	$(PY) -m pytest -q -m slow
 
@@ -40,4 +57,4 @@ lint: setup
 	$(VENV)/bin/mypy gatekit
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LATEST) .pytest_cache .mypy_cache .ruff_cache

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gatekit.errors import GatekitError
+from gatekit.evaluation import PROPORTIONS
 
 if TYPE_CHECKING:
     from gatekit.runs.results import RunResult
@@ -48,6 +49,20 @@ def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.version_option(package_name="gatekit")
 def main() -> None:
     """gatekit: pluggable intervention gates for interactive imitation learning."""
+    import warnings
+
+    from gatekit.errors import RecipeWarning
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, RecipeWarning):
+            click.echo(f"gatekit: warning: {message}", err=True)
+        else:
+            previous(message, category, *args, **kwargs)
+
+    previous = warnings.showwarning
+    if not getattr(previous, "_gatekit", False):
+        show._gatekit = True  # type: ignore[attr-defined]
+        warnings.showwarning = show
 
 
 def fmt_stat(v: Any, digits: int = 2) -> str:
@@ -60,11 +75,22 @@ def fmt_stat(v: Any, digits: int = 2) -> str:
     return str(v)
 
 
+def expert_label(res: RunResult) -> str:
+    """The expert's id, and the file it was loaded from (name and sha256 prefix) when known."""
+    files = (res.provenance.get("expert") or {}).get("files") or []
+    if not files:
+        return res.expert
+    f = files[0]
+    return f"{res.expert} ({Path(f['path']).name}, sha256 {f['sha256'][:12]})"
+
+
 def results_table(res: RunResult, title: str) -> Table:
     """The run's figures in the AIM paper's layout (one row per figure)."""
     t = Table(title=title, show_header=True, header_style="bold")
     t.add_column("figure")
     t.add_column("value", justify="right")
+    t.add_row("env (novice evaluated alone on its test split)", res.env)
+    t.add_row("expert", expert_label(res))
     t.add_row("expert-involved steps (take-over rate)", f"{res.expert_steps} ({res.takeover_rate:.2f})")
     t.add_row("total steps", str(res.total_steps))
     t.add_row("switches", str(res.switches))
@@ -74,6 +100,9 @@ def results_table(res: RunResult, title: str) -> Table:
     for key in keys:
         stat = res.test[key]
         t.add_row(f"test {key.replace('_', ' ')} (mean ± std, n={stat.n})", fmt_stat(stat.as_dict()))
+        if key in PROPORTIONS and stat.n:
+            lo, hi = stat.interval(proportion=True)
+            t.add_row(f"test {key} 95% interval (Wilson)", f"[{lo:.2f}, {hi:.2f}]")
     for key in first:
         if key in res.expert_test:
             t.add_row(f"expert's own test {key.replace('_', ' ')}", fmt_stat(res.expert_test[key].as_dict()))
@@ -138,30 +167,64 @@ def eval_cmd(target: Path, episodes: int | None, use_expert: bool, checkpoint: s
     if as_json:
         click.echo(json.dumps(stats, indent=2))
         return
-    t = Table(title=f"{'expert' if use_expert else 'novice'} on held-out test episodes", header_style="bold")
+    from gatekit.evaluation import Stat
+
+    what = "the expert" if use_expert else f"the novice ({checkpoint} checkpoint)"
+    t = Table(title=f"{what} of {target} on held-out test episodes", header_style="bold")
     for col in ("metric", "mean", "std", "95% interval", "n"):
         t.add_column(col, justify="right" if col != "metric" else "left")
     for k, v in stats.items():
-        t.add_row(k, f"{v['mean']:.3f}", f"{v['std']:.3f}", f"[{v['mean'] - v['ci95']:.3f}, {v['mean'] + v['ci95']:.3f}]", str(v["n"]))
+        lo, hi = Stat(v["mean"], v["std"], v["ci95"], int(v["n"])).interval(proportion=k in PROPORTIONS)
+        t.add_row(k + (" (Wilson)" if k in PROPORTIONS else ""), f"{v['mean']:.3f}", f"{v['std']:.3f}",
+                  f"[{lo:.3f}, {hi:.3f}]", str(v["n"]))
     stdout.print(t)
 
 
 @main.command("list")
+@click.option("--verbose", "-v", is_flag=True, help="Also every component's options: type, default, one-line doc.")
+@click.option("--markdown", is_flag=True, help="Print docs/components.md (every component's options, as Markdown).")
 @_clean_errors
-def list_cmd() -> None:
+def list_cmd(verbose: bool, markdown: bool) -> None:
     """List the registered criteria, learners, envs and experts."""
-    from gatekit.criteria import CRITERIA
-    from gatekit.envs import ENVS
-    from gatekit.experts import EXPERTS
-    from gatekit.learners import LEARNERS
+    from gatekit.components import (
+        ROLE_TITLES,
+        all_components,
+        registries,
+        render_markdown,
+        render_text,
+    )
 
-    for title, reg in (("criteria", CRITERIA), ("learners", LEARNERS), ("envs", ENVS), ("experts", EXPERTS)):
-        t = Table(title=title, show_header=False, title_justify="left")
+    if markdown:
+        click.echo(render_markdown(), nl=False)
+        return
+    if verbose:
+        for doc in all_components():
+            click.echo(render_text(doc, width=stdout.width - 8 if sys.stdout.isatty() else 100) + "\n")
+        return
+    for role, reg in registries().items():
+        t = Table(title=ROLE_TITLES[role].split(" (")[0].lower(), show_header=False, title_justify="left")
         t.add_column("name", style="bold")
         t.add_column("what")
         for name in reg.names():
             t.add_row(name, reg.help(name))
+        for prefix, text in reg.prefixes().items():
+            t.add_row(f"{prefix}:<id>", text)
         stdout.print(t)
+    stdout.print("options of one: gatekit show NAME; of all: gatekit list --verbose (or docs/components.md)")
+
+
+@main.command("show")
+@click.argument("name")
+@click.option("--role", type=click.Choice(["criterion", "learner", "env", "expert", "section"]), default=None,
+              help="Which role, where a name fills several (aim is a criterion and a learner).")
+@_clean_errors
+def show_cmd(name: str, role: str | None) -> None:
+    """Every option of component NAME (or recipe section budget/eval/log/data): its type,
+    default and one-line doc, read from the component's signature and docstring."""
+    from gatekit.components import find, render_text
+
+    for i, doc in enumerate(find(name, role)):
+        click.echo(("\n" if i else "") + render_text(doc, width=stdout.width - 8 if sys.stdout.isatty() else 100))
 
 
 @main.command("compare")
@@ -263,6 +326,28 @@ def check_cmd(run_dir: Path, as_json: bool) -> None:
             click.echo(line)
     if not report.healthy:
         sys.exit(1)
+
+
+@main.command("export")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["minari"]), default="minari", show_default=True,
+              help="Dataset format (minari: one Minari episode per gatekit episode; see gatekit/export/minari.py).")
+@click.option("--dataset-id", default=None, metavar="NAMESPACE/NAME-vN",
+              help="The dataset's id (default gatekit/<run folder>-v0).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Datasets folder (default: Minari's, $MINARI_DATASETS_PATH or ~/.minari/datasets).")
+@_clean_errors
+def export_cmd(run_dir: Path, fmt: str, dataset_id: str | None, out: Path | None) -> None:
+    """Write the records of RUN_DIR (novice, expert and executed actions, intervention flags) as
+    a dataset other libraries read (minari.load_dataset)."""
+    from gatekit.export.minari import to_minari
+
+    res = to_minari(run_dir, dataset_id=dataset_id, root=out)
+    stdout.print(f"wrote Minari dataset '{res['dataset_id']}': {res['episodes']} episodes, {res['steps']} steps "
+                 f"({res['intervened']} driven by the expert) in {res['path']}")
+    if out is not None:
+        stdout.print(f"read it with: MINARI_DATASETS_PATH={out} python -c \"import minari; "
+                     f"minari.load_dataset('{res['dataset_id']}')\"")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,13 +28,14 @@ import inspect
 import math
 import types
 import typing
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
 
-from gatekit.errors import ConfigError, GatekitError, nearest
+from gatekit.errors import ConfigError, GatekitError, RecipeWarning, missing_extra, nearest
 
 T = TypeVar("T")
 
@@ -115,6 +116,13 @@ class LogConfig:
     """Show a progress bar."""
     plots: bool = True
     """Write PNG plots (take-over rate over training, test success vs expert steps)."""
+    wandb: bool = False
+    """Also log to Weights & Biases (``pip install 'gatekit[wandb]'``; see gatekit/runs/wandb_log.py)."""
+    wandb_project: str = "gatekit"
+    """The W&B project."""
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+    """``offline`` writes under ``<run>/wandb`` without network (``wandb sync`` uploads it);
+    ``online`` logs live; ``WANDB_MODE`` overrides it."""
 
 
 @dataclass(kw_only=True)
@@ -253,8 +261,26 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
             if not isinstance(nxt, dict):
                 raise ConfigError(f"--set {key}: '{'.'.join(parts[: i + 1])}' is not a section")
             node = nxt
+        _warn_carried_keys(parts, node, value)
         node[parts[-1]] = value
     return out
+
+
+COMPONENT_SECTIONS = ("env", "expert", "criterion", "learner")
+
+
+def _warn_carried_keys(parts: list[str], section: Any, new_id: Any) -> None:
+    """``--set expert.id=other`` keeps the section's other keys, which were written for the old
+    component: say which, and how to replace the whole section instead."""
+    if len(parts) != 2 or parts[0] not in COMPONENT_SECTIONS or parts[1] != "id" or not isinstance(section, dict):
+        return
+    old = section.get("id")
+    kept = sorted(str(k) for k in section if k != "id")
+    if old == new_id or not kept:
+        return
+    warnings.warn(RecipeWarning(
+        f"--set {parts[0]}.id={new_id}: the recipe's {parts[0]} keys {', '.join(kept)} (written for '{old}') "
+        f"are kept; to drop them, replace the section: --set '{parts[0]}={{id: {new_id}}}'"), stacklevel=3)
 
 
 def _deepcopy(x: Any) -> Any:
@@ -440,6 +466,11 @@ def build(registry: Any, comp: Component, path: str, **provided: Any) -> Any:
         return fn(**provided, **kwargs)
     except GatekitError:
         raise
+    except ModuleNotFoundError as exc:  # an optional stack imported when the component is built
+        missing = missing_extra(f"{path} '{comp.id}'", exc)
+        if missing is None:
+            raise
+        raise missing from exc
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         # a component rejecting its (type-checked) arguments: name the section, keep one line
         text = str(exc).splitlines()[0] if str(exc) else ""

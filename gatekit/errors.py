@@ -39,3 +39,37 @@ def nearest(name: str, choices: Iterable[str]) -> str:
         return f"did you mean '{close[0]}'?"
     shown = ", ".join(options[:12]) + (", ..." if len(options) > 12 else "")
     return f"valid: {shown}" if options else "nothing is valid here"
+
+
+class RecipeWarning(UserWarning):
+    """A recipe or override that works but may not do what was meant (the CLI prints it as one
+    ``gatekit: warning:`` line)."""
+
+
+class MissingExtraError(ConfigError, ImportError):
+    """A component needs an optional package that is not installed."""
+
+
+# The optional packages a component may need, and what installs each one. imitation's extra pins
+# gymnasium 0.29 and SB3 2.2 (imitation 1.0 has not moved on): it wants its own environment.
+EXTRAS: dict[str, str] = {
+    "imitation": "pip install 'gatekit[imitation]' (it pins gymnasium 0.29 and stable-baselines3 2.2: "
+                 "use a separate virtual environment)",
+    "stable_baselines3": "pip install 'gatekit[sb3]'",
+    "metadrive": "pip install 'gatekit[metadrive]'",
+    "minigrid": "pip install 'gatekit[minigrid]'",
+    "tensorboard": "pip install 'gatekit[logging]'",
+    "wandb": "pip install 'gatekit[wandb]'",
+    "minari": "pip install 'gatekit[minari]'",
+    "h5py": "pip install 'gatekit[minari]'",
+}
+
+
+def missing_extra(what: str, exc: ModuleNotFoundError) -> MissingExtraError | None:
+    """A one-line error for ``what`` (e.g. ``learner 'bc'``) needing the optional package that
+    ``exc`` could not import, naming the command that installs it; None when ``exc`` is about a
+    module that no extra provides (a genuine bug or a plugin's own dependency)."""
+    top = (exc.name or "").split(".")[0]
+    if top not in EXTRAS:
+        return None
+    return MissingExtraError(f"{what} needs the '{top}' package, which is not installed; {EXTRAS[top]}")

@@ -4,7 +4,10 @@ Episode ``i`` of an evaluation resets the test env with ``seed=i``, so every eva
 run, and of every run of a comparison, visits the same held-out scenes. Metrics per episode:
 ``success`` (``info["is_success"]``), ``return``, ``length``, and the env's extra metrics
 (``env.metadata["gatekit_metrics"]``, e.g. MetaDrive's ``route_completion``). Summaries give
-the mean, the standard deviation and a 95% interval half-width (normal approximation).
+the mean, the standard deviation and a 95% interval half-width (normal approximation);
+:meth:`Stat.interval` gives a success rate's 95% interval as Wilson's score interval, which
+stays in [0, 1] where the normal one leaves it (0.9 success in 10 episodes: [0.6, 0.98], not
+[0.71, 1.09]).
 
 :class:`EvalWorker` runs evaluations in a separate process: simulators that allow one engine
 per process (MetaDrive) never see a second engine, and training goes on while the second core
@@ -44,6 +47,34 @@ class Stat:
 
     def as_dict(self) -> dict[str, float]:
         return {"mean": self.mean, "std": self.std, "ci95": self.ci95, "n": self.n}
+
+    def interval(self, *, proportion: bool = False) -> tuple[float, float]:
+        """The 95% interval: Wilson's for a proportion (a success rate: in [0, 1]), else
+        ``mean +- ci95``."""
+        if proportion:
+            return wilson(self.mean, self.n)
+        return self.mean - self.ci95, self.mean + self.ci95
+
+
+PROPORTIONS = ("success",)
+"""Metrics that are fractions of episodes (their intervals are Wilson's)."""
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson's score interval of a proportion ``p`` observed in ``n`` trials (NaNs for n = 0).
+
+    Example:
+        >>> [round(x, 3) for x in wilson(0.9, 10)]
+        [0.596, 0.982]
+        >>> wilson(1.0, 5)[1]
+        1.0
+    """
+    if n <= 0 or p != p:
+        return math.nan, math.nan
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def summarize(episodes: list[dict[str, float]]) -> dict[str, Stat]:
@@ -85,7 +116,8 @@ def evaluate(env_comp: Component, actor: Any, episodes: int, *, expert_comp: Com
     """Build the test env from ``env_comp`` and evaluate ``actor`` on it.
 
     ``actor`` is a policy (``obs -> action``); with ``expert_comp`` the expert it names is built
-    on the test env and evaluated instead (``actor`` is ignored).
+    on the test env and evaluated instead (``actor`` is ignored). ``first`` is the first
+    episode's index (its reset seed): an evaluation cut into parts visits the same episodes.
     """
     from gatekit.envs import ENVS
     from gatekit.experts import EXPERTS
@@ -111,8 +143,12 @@ def _worker_main(conn: Any, threads: int) -> None:
         if msg is None:
             break
         tag, env_comp, actor, episodes, expert_comp, first = msg
+
+        def tick(i: int, tag: str = tag) -> None:
+            conn.send((tag, "episode", i))
+
         try:
-            result: Any = evaluate(env_comp, actor, episodes, expert_comp=expert_comp, first=first)
+            result: Any = evaluate(env_comp, actor, episodes, expert_comp=expert_comp, first=first, on_episode=tick)
             conn.send((tag, "ok", result))
         except Exception as exc:  # reported to the parent, which decides
             conn.send((tag, "error", f"{type(exc).__name__}: {exc}"))
@@ -135,6 +171,8 @@ class EvalWorker:
         self._proc = ctx.Process(target=_worker_main, args=(child, threads), daemon=True)
         self._proc.start()
         self.pending: list[str] = []
+        self.episodes_done: dict[str, int] = {}
+        """Episodes finished so far of each pending evaluation (the worker reports each one)."""
 
     def submit(self, tag: str, env_comp: Component, actor: Any, episodes: int, *, expert_comp: Component | None = None,
                first: int = 0) -> None:
@@ -142,15 +180,26 @@ class EvalWorker:
         ``first .. first + episodes - 1``."""
         self._conn.send((tag, env_comp, actor, episodes, expert_comp, first))
         self.pending.append(tag)
+        self.episodes_done[tag] = 0
 
-    def poll(self, *, block: bool = False) -> list[tuple[str, list[dict[str, float]]]]:
-        """Finished evaluations; with ``block`` wait for all pending ones."""
+    def poll(self, *, block: bool = False, on_episode: Callable[[str, int], None] | None = None
+             ) -> list[tuple[str, list[dict[str, float]]]]:
+        """Finished evaluations; with ``block`` wait for all pending ones. ``on_episode(tag,
+        episodes_done)`` is called as the worker reports each finished episode."""
         done = []
         while self.pending and (block or self._conn.poll()):
-            if not self._proc.is_alive() and not self._conn.poll():
+            if not self._proc.is_alive() and not self._conn.poll(1.0):
                 raise RuntimeError("the evaluation worker died; see its output above")
+            if block and not self._conn.poll(1.0):
+                continue
             tag, status, payload = self._conn.recv()
+            if status == "episode":
+                self.episodes_done[tag] = self.episodes_done.get(tag, 0) + 1
+                if on_episode is not None:
+                    on_episode(tag, self.episodes_done[tag])
+                continue
             self.pending.remove(tag)
+            self.episodes_done.pop(tag, None)
             if status != "ok":
                 raise RuntimeError(f"evaluation '{tag}' failed in the worker: {payload}")
             done.append((tag, payload))

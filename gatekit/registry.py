@@ -45,7 +45,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from gatekit.errors import ConfigError, GatekitError, nearest
+from gatekit.errors import ConfigError, GatekitError, missing_extra, nearest
 
 # The base class of each role, as an import string (imported only when a plugin is checked).
 ROLES: dict[str, str] = {
@@ -102,6 +102,7 @@ class Registry:
         self.kind = kind
         self._targets: dict[str, str | Callable[..., Any]] = {}
         self._help: dict[str, str] = {}
+        self._prefixes: dict[str, str] = {}
 
     def register(self, name: str, target: str | Callable[..., Any], help: str = "") -> None:
         """Register ``target`` (a callable or a ``"module:attr"`` string) under ``name``."""
@@ -110,11 +111,31 @@ class Registry:
         self._targets[name] = target
         self._help[name] = help
 
+    def register_prefix(self, prefix: str, target: str, help: str = "") -> None:
+        """Resolve every name ``"<prefix>:<rest>"`` to ``target`` with ``<rest>`` as its first
+        argument (``gym:LunarLander-v3`` -> ``make_gym_env("LunarLander-v3", ...)``). A prefix
+        is checked before the plugin form ``"package.module:Class"``, so it may not be the name
+        of a module a plugin would come from."""
+        if prefix in self._prefixes:
+            raise ValueError(f"{self.kind} prefix '{prefix}:' is already registered")
+        self._prefixes[prefix] = target
+        self._help[f"{prefix}:<id>"] = help
+
+    def prefixes(self) -> dict[str, str]:
+        """Registered prefixes and the help of each."""
+        return {p: self._help.get(f"{p}:<id>", "") for p in self._prefixes}
+
     def names(self) -> list[str]:
         return sorted(self._targets)
 
     def help(self, name: str) -> str:
         return self._help.get(name, "")
+
+    def target(self, name: str) -> str | Callable[..., Any]:
+        """What ``name`` is registered as (an import string, or a callable), without importing it."""
+        if name not in self._targets:
+            raise ConfigError(f"unknown {self.kind} '{name}'; {nearest(name, self._targets)}")
+        return self._targets[name]
 
     def get(self, name: str, *, field: str | None = None) -> Callable[..., Any]:
         """Resolve ``name`` to its callable.
@@ -134,6 +155,9 @@ class Registry:
         target = self._targets.get(name)
         if target is not None:
             return _import(target, self.kind, where) if isinstance(target, str) else target
+        prefix, _, rest = name.partition(":")
+        if prefix in self._prefixes:
+            return functools.partial(_import(self._prefixes[prefix], self.kind, where), rest)
         if ":" not in name:
             raise ConfigError(
                 f"{where}unknown {self.kind} '{name}'; {nearest(name, self._targets)} "
@@ -215,9 +239,12 @@ def _import(spec: str, kind: str, where: str) -> Callable[..., Any]:
         if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             raise ConfigError(f"{where}cannot import module '{module_name}' for {kind} '{spec}' (no module "
                               f"'{exc.name}'; check the name, or install the package that provides it)") from exc
+        missing = missing_extra(f"{where}{kind} '{spec}'", exc)
+        if missing is not None:
+            raise missing from exc
         raise ConfigError(
             f"{where}cannot import module '{module_name}' for {kind} '{spec}' ({exc.name} is not "
-            f"installed; try `pip install gatekit[all]`)"
+            f"installed; install the package that provides it)"
         ) from exc
     except Exception as exc:  # a plugin module that raises on import: its code, its error, one line
         text = str(exc).splitlines()[0] if str(exc) else ""

@@ -1,8 +1,10 @@
 """Small recipes shared by the run-level tests."""
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,11 +17,26 @@ FAST = {
 }
 
 
+HAS_IMITATION = importlib.util.find_spec("imitation") is not None
+"""imitation 1.0 pins gymnasium 0.29: the environment with the newest gymnasium and SB3 has none."""
+
+needs_imitation = pytest.mark.skipif(not HAS_IMITATION, reason="needs the imitation extra (gymnasium 0.29 stack)")
+
+# gatekit's own BC in place of imitation's where imitation is not installed: the run-level tests
+# are about the loop, the records and resuming, which every learner goes through alike.
+MLP_BC = {"id": "mlp-bc", "hidden": [64, 64], "update_every": 25, "iterations": 30, "first_iterations": 30,
+          "steps_per_iteration": 1, "batch_size": 64, "lr": 1e-3}
+
+
 def fast_recipe(**over: Any) -> dict[str, Any]:
     """``recipes/hg_cartpole.yaml`` made fast (no worker, no TensorBoard, short BC updates),
-    with sections of ``over`` merged in."""
+    with sections of ``over`` merged in. Its learner is imitation's BC where imitation is
+    installed, gatekit's ``mlp-bc`` where not."""
     raw = yaml.safe_load((ROOT / "recipes/hg_cartpole.yaml").read_text())
+    if not HAS_IMITATION:
+        raw["learner"] = dict(MLP_BC)
     for section, values in {**FAST, **over}.items():
         raw.setdefault(section, {}).update(values) if isinstance(values, dict) else raw.__setitem__(section, values)
-    raw["learner"]["batches_per_update"] = 30
+    if HAS_IMITATION:
+        raw["learner"]["batches_per_update"] = 30
     return raw

@@ -26,6 +26,7 @@ from gatekit.criteria.thrifty import ThriftyCriterion
 from gatekit.data import RecordStore
 from gatekit.errors import ConfigError
 from gatekit.types import GateContext, Transition
+from tests.recipes import needs_imitation
 
 BOX1 = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
 BOX2 = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -271,6 +272,7 @@ def _records(out):
     return cols
 
 
+@needs_imitation
 def test_dagger_adapter_rounds_follow_the_gate(tmp_path):
     from gatekit.learners.imitation import ImitationDAggerLearner
 

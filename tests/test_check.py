@@ -17,6 +17,7 @@ from gatekit.check import check_run
 from gatekit.cli import main
 from gatekit.data import RecordLogWarning, RecordStore, read_log
 from gatekit.types import Transition
+from tests.recipes import needs_imitation
 
 ROOT = Path(__file__).resolve().parents[1]
 OBS = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
@@ -138,6 +139,7 @@ def test_not_a_run_folder_is_one_line_and_exit_2(tmp_path: Path) -> None:
         assert code == 2 and out == "" and err.count("\n") == 1 and str(target) in err, err
 
 
+@needs_imitation
 def test_real_run_damaged_then_resumed_keeps_intact_records_and_step_ids(tmp_path: Path) -> None:
     """`gatekit train` (stopped at ~150 steps), a flipped byte in record 60, `gatekit check`,
     then `gatekit train --resume`: every intact record stays, no step id is collected twice."""

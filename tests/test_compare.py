@@ -28,11 +28,13 @@ from gatekit.compare.summary import RunRow
 from gatekit.errors import ConfigError
 from gatekit.evaluation import Stat
 from gatekit.runs.results import EvalPoint, RunResult
+from tests.recipes import needs_imitation
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TOY = RECIPES / "compare_toy.yaml"
 
 
+@needs_imitation
 def test_compare_toy_writes_outputs_and_skips_finished_runs(tmp_path):
     out = tmp_path / "cmp"
     runner = CliRunner()

@@ -34,6 +34,7 @@ from gatekit.data.log import MAGIC
 from gatekit.data.store import COLUMNS
 from gatekit.errors import ConfigError, RunDirError
 from gatekit.types import Transition
+from tests.recipes import needs_imitation
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -809,6 +810,7 @@ def test_random_sequences_round_trip(space_i: int, seed: int, flags: list[tuple[
 # -- export to imitation ------------------------------------------------------------------------
 
 
+@needs_imitation
 def test_to_transitions_shapes_and_rules() -> None:
     from gatekit.export import to_transitions
 

@@ -38,14 +38,19 @@ ALLOWED: dict[str, set[str]] = {
     "evaluation": CORE | {"envs", "experts"},
     "check": CORE | {"runs"},
     "export": CORE,
-    "runs": CORE | {"criteria", "learners", "experts", "envs", "wrappers", "evaluation", "progress", "plots"},
-    "compare": CORE | {"runs", "progress", "plots"},
+    "provenance": set(),  # files, versions, git: the standard library only
+    "runs": CORE | {"criteria", "learners", "experts", "envs", "wrappers", "evaluation", "progress", "plots",
+                    "components", "provenance"},
+    "compare": CORE | {"runs", "progress", "plots", "components"},
     "expert_training": CORE | {"envs", "experts", "runs", "evaluation", "progress"},
+    "components": CORE | {"criteria", "learners", "envs", "experts"},  # every component's options (show, docs)
+    "integrations": CORE | {"criteria", "wrappers"},  # gatekit inside other libraries' loops (SB3's learn)
     "cli": None,  # type: ignore[dict-item]  # the front end may import anything
 }
 OPTIONAL = {"imitation", "stable_baselines3", "metadrive", "minigrid", "ray", "pygame", "rliable", "wandb", "minari"}
 # parts that adapt an optional stack; `import gatekit` itself must not load one (test_imports.py)
-ADAPTERS = {"learners", "experts", "envs", "expert_training", "compare", "cli", "wrappers", "runs", "export"}
+ADAPTERS = {"learners", "experts", "envs", "expert_training", "compare", "cli", "wrappers", "runs", "export",
+            "integrations"}
 
 
 def _part(module: str) -> str:

@@ -39,7 +39,9 @@ def test_finished_run_cannot_be_resumed_and_folder_is_not_reused(tmp_path):
     with pytest.raises(RunDirError, match="already holds a run"):
         train(load_recipe_dict(raw), out=tmp_path / "run")
     saved = yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())
-    assert load_recipe_dict(saved) == load_recipe_dict(raw)
+    from gatekit.components import with_defaults
+
+    assert load_recipe_dict(saved) == with_defaults(load_recipe_dict(raw))  # saved with every default written out
     assert json.loads((tmp_path / "run" / "results.json").read_text())["schema"] == "gatekit.results/1"
 
 
@@ -49,10 +51,13 @@ def test_final_evaluation_shared_by_processes_gives_the_same_figures(tmp_path):
     results = {}
     for workers in (1, 3):
         raw = fast_recipe(budget={"total_steps": 300},
-                          eval={"in_worker": True, "final_episodes": 7, "final_workers": workers})
-        results[workers] = train(load_recipe_dict(raw), out=tmp_path / f"w{workers}")
+                          eval={"in_worker": True, "final_episodes": 7, "final_workers": workers,
+                                "expert_reference": True})
+        results[workers] = train(load_recipe_dict(raw), out=tmp_path / f"w{workers}" / "run")  # no shared cache
     assert results[1].test["success"].n == results[3].test["success"].n == 7
     assert {k: s.as_dict() for k, s in results[1].test.items()} == {k: s.as_dict() for k, s in results[3].test.items()}
+    assert results[3].expert_test["return"].n == 7  # the expert's reference, in parts, finished too
+    assert results[1].expert_test["return"].mean == results[3].expert_test["return"].mean
 
 
 def test_evaluations_every_n_expert_steps_and_none_twice_at_the_end(tmp_path):

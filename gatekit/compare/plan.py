@@ -110,13 +110,16 @@ def recipe_changes(run_dir: Path, recipe: Recipe) -> list[str]:
     path = run_dir / "recipe.yaml"
     if not path.is_file():
         return []
+    from gatekit.components import with_defaults
+
     try:
         saved_raw = yaml.safe_load(path.read_text())
-        saved = load_recipe_dict(saved_raw).to_dict() if isinstance(saved_raw, dict) else {}
+        saved = with_defaults(load_recipe_dict(saved_raw)).to_dict() if isinstance(saved_raw, dict) else {}
     except (yaml.YAMLError, ConfigError, OSError, UnicodeDecodeError):
         return ["recipe.yaml: unreadable"]
+    # both with every component default written out: runs save their recipe so (runs/loop.py)
     a = {k: v for k, v in _flatten(saved).items() if not _ignored(k)}
-    b = {k: v for k, v in _flatten(recipe.to_dict()).items() if not _ignored(k)}
+    b = {k: v for k, v in _flatten(with_defaults(recipe).to_dict()).items() if not _ignored(k)}
     missing = object()
     return [f"{k}: {a.get(k, '(unset)')} -> {b.get(k, '(unset)')}" for k in sorted(set(a) | set(b))
             if a.get(k, missing) != b.get(k, missing)]

@@ -11,6 +11,7 @@ ENVS.register("metadrive", "gatekit.envs.metadrive:make_metadrive_env", "SafeMet
 ENVS.register("metadrive-toy", "gatekit.envs.metadrive:make_metadrive_toy_env", "one MetaDrive map 'COT', no traffic")
 ENVS.register("minigrid-multiroom", "gatekit.envs.minigrid:make_multiroom_env", "MiniGrid MultiRoom, 6 rooms of size <= 6, 7x7x3 view, 4-frame stack")
 ENVS.register("minigrid-fourrooms", "gatekit.envs.minigrid:make_fourrooms_env", "MiniGrid FourRooms, 7x7x3 view, 4-frame stack")
+ENVS.register_prefix("gym", "gatekit.envs.classic:make_gym_env", "any registered gymnasium id, e.g. gym:LunarLander-v3 (keys go to gym.make)")
 ENVS.register("minigrid-doorkey", "gatekit.envs.minigrid:make_doorkey_env", "MiniGrid DoorKey, 7x7x3 view, 4-frame stack")
 
 __all__ = ["ENVS", "METRICS_KEY", "SINGLE_INSTANCE_KEY", "Split"]

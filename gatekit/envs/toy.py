@@ -61,7 +61,14 @@ class EchoEnv(gym.Env):
 
 def make_echo_env(*, split: str = "train", seed: int | None = None, dim: int = 1, n_actions: int | None = None,
                   horizon: int = 10, noise: float = 0.1) -> gym.Env:
-    """Factory of :class:`EchoEnv` for recipes (``split`` only shifts seeds)."""
+    """Factory of :class:`EchoEnv` for recipes (``split`` only shifts seeds).
+
+    Args:
+        dim: size of the observation (and of a Box action).
+        n_actions: a Discrete action space of this many actions (None: a Box action).
+        horizon: steps per episode.
+        noise: standard deviation of the observation noise.
+    """
     check_split(split)
     env: gym.Env = EchoEnv(dim=dim, n_actions=n_actions, horizon=horizon, noise=noise)
     env = gym.wrappers.TimeLimit(env, max_episode_steps=horizon)

@@ -24,6 +24,13 @@ class PendulumExpert(Expert):
     default pendulum), the energy ``E = theta'^2 / 2 + a cos(theta)`` equals ``a`` at rest
     upright: below it the expert pushes along the swing, near the top it balances with PD.
     Optional Gaussian action noise (``noise_std``) with a matching :meth:`log_prob`.
+
+    Args:
+        kp: proportional gain of the balance (on the angle).
+        kd: derivative gain of the balance (on the angular velocity).
+        pump_gain: gain of the energy-pumping swing-up.
+        noise_std: standard deviation of the Gaussian action noise (and of :meth:`log_prob`).
+        deterministic: act without the noise.
     """
 
     has_log_prob = True
@@ -62,7 +69,14 @@ class PendulumExpert(Expert):
 
 class CartPoleExpert(Expert):
     """A PD rule on the pole (and, weakly, the cart) for CartPole-v1: push right when
-    ``kp * theta + kd * theta' + kx * x + kv * x'`` is positive."""
+    ``kp * theta + kd * theta' + kx * x + kv * x'`` is positive.
+
+    Args:
+        kp: gain on the pole angle.
+        kd: gain on the pole's angular velocity.
+        kx: gain on the cart position.
+        kv: gain on the cart velocity.
+    """
 
     def __init__(self, *, env: gym.Env, kp: float = 10.0, kd: float = 2.0, kx: float = 0.3, kv: float = 0.8) -> None:
         _require(env, "CartPole-v1")
@@ -75,7 +89,11 @@ class CartPoleExpert(Expert):
 
 
 class EchoExpert(Expert):
-    """Returns a fixed action (continuous) or action index (discrete); for tests and docs."""
+    """Returns a fixed action (continuous) or action index (discrete); for tests and docs.
+
+    Args:
+        action: the action (a list for a Box space, an index for a Discrete one).
+    """
 
     def __init__(self, *, env: gym.Env, action: Any = 0) -> None:
         super().__init__(env.observation_space, env.action_space)

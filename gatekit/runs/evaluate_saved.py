@@ -28,16 +28,11 @@ def evaluate_target(target: Path, *, episodes: int | None, use_expert: bool, che
     if not use_expert and not is_run:
         raise RunDirError(f"'{target}' is a recipe, which has no trained novice; pass a run folder, or --expert")
     torch.set_num_threads(1)
-    from rich.progress import Progress
+    from gatekit.progress import EpisodeProgress
 
-    from gatekit.progress import console
-
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("evaluating", total=n)
-
-        def tick(_: int) -> None:
-            bar.advance(task)
-
+    what = f"evaluating the expert '{recipe.expert.id}'" if use_expert else f"evaluating the novice of {target}"
+    with EpisodeProgress(total=n, description=what) as bar:
+        tick = bar.tick
         if use_expert:
             episodes_out = evaluate(recipe.env, None, n, expert_comp=recipe.expert, on_episode=tick)
         else:

@@ -7,6 +7,11 @@ success, and records every evaluation in the run's state (so that a resumed run 
 learning curve). The expert's reference figures depend only on the env, the expert and the
 episode count, so they are cached beside the run folders (``<runs>/.expert_reference/``) and
 shared by every run that asks for the same ones.
+
+The expert's reference never holds up the learning curve: in the worker it runs in parts of
+:data:`EXPERT_PART` episodes (the same episodes, by seed), and a part is sent only while the
+worker has nothing else to do, so a periodic evaluation of the novice waits for one part at
+most. Parts still unsent at the end run after the final evaluation.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +34,8 @@ from gatekit.wrappers.intervention import Totals
 
 EXPERT_TAG = "expert"
 FINAL_TAG = "final"
+EXPERT_PART = 10
+"""Episodes of each part of the expert's reference, when it runs in the worker."""
 
 
 def _stat_dict(episodes: list[dict[str, float]]) -> dict[str, dict[str, float]]:
@@ -54,6 +62,14 @@ class Evaluator:
         self.wall = wall
         self.worker: EvalWorker | None = None
         self._pending: dict[str, tuple[dict[str, Any], dict[str, Any] | None]] = {}
+        self._expert_parts: deque[tuple[int, int]] = deque()  # (first episode, episodes) not sent yet
+        self._expert_done: dict[int, list[dict[str, float]]] = {}
+        self._expert_total = 0
+        self._expert_ticks: dict[str, int] = {}
+        self._final_ticks: dict[str, int] = {}
+        self.on_episode: Callable[[str, int, int], None] | None = None
+        """Called as evaluation episodes finish: ``(what, done, total)``, ``what`` being
+        ``final`` or ``expert`` (progress for the user)."""
 
     def start(self) -> None:
         """Start the worker process when the recipe evaluates in one and has anything to evaluate."""
@@ -78,21 +94,45 @@ class Evaluator:
         if self.worker is not None:
             self.worker.submit(tag, self.recipe.env, actor, episodes, expert_comp=expert_comp)
         else:
-            self._record(tag, evaluate(self.recipe.env, actor, episodes, expert_comp=expert_comp))
+            what = "final" if tag == FINAL_TAG else "expert" if tag == EXPERT_TAG else None
+            tick = None
+            if what is not None and self.on_episode is not None:
+                def tick(i: int, what: str = what, n: int = episodes) -> None:
+                    assert self.on_episode is not None
+                    self.on_episode(what, i + 1, n)
+            self._record(tag, evaluate(self.recipe.env, actor, episodes, expert_comp=expert_comp, on_episode=tick))
 
     def expert_reference(self, totals: Totals) -> None:
         """The expert alone on the final evaluation's episodes, once per run (from the cache
-        when another run measured it already)."""
+        when another run measured it already); in the worker, in parts sent while it is idle."""
         if any(e.get("tag") == EXPERT_TAG for e in self.state.evals):
             return
         episodes = self.recipe.eval.final_episodes or self.recipe.eval.episodes
+        meta = {"tag": EXPERT_TAG, "step": totals.steps, "expert_steps": totals.expert_steps,
+                "switches": totals.switches, "episodes": episodes}
         cached = self._read_cache(episodes)
         if cached is not None:
-            self._pending[EXPERT_TAG] = ({"tag": EXPERT_TAG, "step": totals.steps, "expert_steps": totals.expert_steps,
-                                          "switches": totals.switches, "episodes": episodes, "cached": True}, None)
+            self._pending[EXPERT_TAG] = ({**meta, "cached": True}, None)
             self._record(EXPERT_TAG, cached)
             return
-        self.submit(EXPERT_TAG, episodes, totals)
+        if self.worker is None:
+            self.submit(EXPERT_TAG, episodes, totals)
+            return
+        self._pending[EXPERT_TAG] = (meta, None)
+        self._expert_total = episodes
+        self._expert_parts = deque((lo, min(EXPERT_PART, episodes - lo)) for lo in range(0, episodes, EXPERT_PART))
+        self._expert_done = {}
+        self._expert_ticks = {}
+        self._send_expert_part()
+
+    def _send_expert_part(self, *, force: bool = False) -> None:
+        """Send the next part of the expert's reference if the worker is idle (or ``force``)."""
+        while self.worker is not None and self._expert_parts and (force or not self.worker.pending):
+            first, n = self._expert_parts.popleft()
+            self.worker.submit(f"{EXPERT_TAG}#{first}", self.recipe.env, None, n, expert_comp=self.recipe.expert,
+                               first=first)
+            if not force:
+                return
 
     def final(self, totals: Totals, learner: Any) -> None:
         """The final evaluation (``eval.final_episodes``), its episodes shared by
@@ -104,6 +144,7 @@ class Evaluator:
             return
         if n:
             self.submit(FINAL_TAG, n, totals, learner=learner)
+        self._send_expert_part(force=True)
         self.collect(block=True)
 
     def final_workers(self) -> int:
@@ -127,15 +168,15 @@ class Evaluator:
         extra = [EvalWorker() for _ in range(workers - 1)]
         parts: dict[int, list[dict[str, float]]] = {}
         try:
+            self._send_expert_part(force=True)  # the expert's reference parts left, then the final's first part
             for k, worker in enumerate([self.worker, *extra]):
                 worker.submit(f"{FINAL_TAG}#{k}", self.recipe.env, actor, bounds[k + 1] - bounds[k], first=bounds[k])
-            for tag, episodes in self.worker.poll(block=True):
-                if tag.startswith(f"{FINAL_TAG}#"):
-                    parts[0] = episodes
-                else:
-                    self._record(tag, episodes)
-            for k, worker in enumerate(extra, start=1):
-                parts[k] = worker.poll(block=True)[0][1]
+            for k, worker in enumerate([self.worker, *extra]):
+                for tag, episodes in worker.poll(block=True, on_episode=self._progress):
+                    if tag.startswith(f"{FINAL_TAG}#"):
+                        parts[k] = episodes
+                    else:
+                        self._route(tag, episodes)
         finally:
             for worker in extra:
                 worker.close()
@@ -143,11 +184,38 @@ class Evaluator:
 
     # -- collecting ------------------------------------------------------------------------------
     def collect(self, *, block: bool) -> None:
-        """Record the evaluations the worker has finished (all pending ones with ``block``)."""
+        """Record the evaluations the worker has finished (all pending ones with ``block``), and
+        send the next part of the expert's reference when the worker is idle."""
         if self.worker is None:
             return
-        for tag, episodes in self.worker.poll(block=block):
+        for tag, episodes in self.worker.poll(block=block, on_episode=self._progress):
+            self._route(tag, episodes)
+        self._send_expert_part()
+
+    def _route(self, tag: str, episodes: list[dict[str, float]]) -> None:
+        """Record a finished evaluation; a part of the expert's reference waits for the others."""
+        if tag.startswith(f"{EXPERT_TAG}#"):
+            self._expert_done[int(tag.split("#")[1])] = episodes
+            if not self._expert_parts and sum(map(len, self._expert_done.values())) == self._expert_total:
+                self._record(EXPERT_TAG, [ep for k in sorted(self._expert_done) for ep in self._expert_done[k]])
+        else:
             self._record(tag, episodes)
+
+    def _progress(self, tag: str, done: int) -> None:
+        if self.on_episode is None:
+            return
+        if tag == FINAL_TAG:
+            self.on_episode("final", done, self.recipe.eval.final_episodes)
+        elif tag.startswith(f"{FINAL_TAG}#"):  # the final shared by workers: its parts add up
+            self._final_ticks[tag] = done
+            self.on_episode("final", sum(self._final_ticks.values()), self.recipe.eval.final_episodes)
+        elif tag.startswith(f"{EXPERT_TAG}#"):
+            self._expert_ticks[tag] = done  # parts finish inside one poll, before collect records them
+            self.on_episode("expert", sum(self._expert_ticks.values()), self._expert_total)
+
+    def expert_pending(self) -> bool:
+        """The expert's reference is still being measured."""
+        return EXPERT_TAG in self._pending
 
     def _record(self, tag: str, episodes: list[dict[str, float]]) -> None:
         meta, snapshot = self._pending.pop(tag)
@@ -165,10 +233,15 @@ class Evaluator:
 
     def last_success(self) -> float:
         """The novice's test success at its latest evaluation (NaN before the first)."""
+        return self.last_eval()[0]
+
+    def last_eval(self) -> tuple[float, int | None]:
+        """(test success, training step) of the novice's latest evaluation ((NaN, None) before
+        the first)."""
         for e in reversed(self.state.evals):
             if e.get("tag") != EXPERT_TAG:
-                return float(e["test_success"]["mean"])
-        return math.nan
+                return float(e["test_success"]["mean"]), int(e["step"])
+        return math.nan, None
 
     # -- the expert's cache ---------------------------------------------------------------------
     def _cache_path(self, episodes: int) -> Path:

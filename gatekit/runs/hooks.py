@@ -88,7 +88,8 @@ class ProgressHook(Hook):
         self.next = (run.totals.steps // self.every + 1) * self.every
 
     def live(self, run: Run) -> dict[str, Any]:
-        return {**run.totals.as_dict(), "last_success": run.evaluator.last_success()}
+        success, at = run.evaluator.last_eval()
+        return {**run.totals.as_dict(), "last_success": success, "last_eval_step": at}
 
     def after_step(self, run: Run) -> None:
         if run.totals.steps >= self.next:  # every `every` steps (a batch of envs may step past it)

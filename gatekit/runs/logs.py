@@ -1,4 +1,4 @@
-"""What a run writes as it goes: CSV rows and TensorBoard scalars."""
+"""What a run writes as it goes: CSV rows, TensorBoard scalars, and (optionally) W&B."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ from typing import Any
 
 
 class RunLogs:
-    """The run's CSV files (``progress.csv`` per training episode, ``eval.csv`` per evaluation)
-    and TensorBoard events (``tb/``, when enabled and installed)."""
+    """The run's CSV files (``progress.csv`` per training episode, ``eval.csv`` per evaluation),
+    TensorBoard events (``tb/``, when enabled and installed) and a W&B run (``wandb``: a
+    :class:`~gatekit.runs.wandb_log.WandbLog`, when the recipe asks for one)."""
 
     EP_FIELDS = ("step", "episode", "return", "length", "expert_steps", "expert_queries", "switches",
                  "takeover_rate", "total_expert_steps", "total_switches", "env")
     EVAL_FIELDS = ("step", "expert_steps", "switches", "episodes", "test_success", "test_return", "wall_seconds")
 
-    def __init__(self, run_dir: Path, *, tensorboard: bool) -> None:
+    def __init__(self, run_dir: Path, *, tensorboard: bool, wandb: Any = None) -> None:
         self.run_dir = run_dir
+        self.wandb = wandb
         self._files: dict[str, Any] = {}
         self._writers: dict[str, csv.DictWriter] = {}
         self.tb = None
@@ -46,6 +48,9 @@ class RunLogs:
             for k in ("return", "length", "takeover_rate", "switches"):
                 self.tb.add_scalar(f"train/episode_{k}", row[k], step)
             self.tb.add_scalar("train/total_expert_steps", row["total_expert_steps"], step)
+        if self.wandb is not None:
+            self.wandb.log({**{f"train/episode_{k}": row[k] for k in ("return", "length", "takeover_rate", "switches")},
+                            "train/total_expert_steps": row["total_expert_steps"]}, row["step"])
 
     def evaluation(self, row: dict[str, Any]) -> None:
         flat = {k: (v["mean"] if isinstance(v, dict) else v) for k, v in row.items()}
@@ -56,11 +61,16 @@ class RunLogs:
                 if k.startswith("test_") and isinstance(v, float):
                     self.tb.add_scalar(f"eval/{k[5:]}", v, row["step"])
                     self.tb.add_scalar(f"eval_vs_expert_steps/{k[5:]}", v, row["expert_steps"])
+        if self.wandb is not None:
+            self.wandb.log({**{f"eval/{k[5:]}": v for k, v in flat.items() if k.startswith("test_") and isinstance(v, float)},
+                            "eval/expert_steps": row["expert_steps"]}, row["step"])
 
     def scalars(self, metrics: dict[str, float], step: int) -> None:
         if self.tb is not None:
             for k, v in metrics.items():
                 self.tb.add_scalar(f"update/{k}", v, step)
+        if self.wandb is not None and metrics:
+            self.wandb.log({f"update/{k}": v for k, v in metrics.items()}, step)
 
     def flush(self) -> None:
         for fh in self._files.values():
@@ -78,3 +88,6 @@ class RunLogs:
         if self.tb is not None:
             self.tb.close()
             self.tb = None
+        if self.wandb is not None:
+            self.wandb.close()
+            self.wandb = None

@@ -237,34 +237,52 @@ class Run:
     def run(self, *, progress: bool, on_progress: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
         """Build, resume if asked, train, evaluate; always write ``results.json`` and a checkpoint
         when the loop stopped (finished or interrupted)."""
+        from gatekit.components import with_defaults
         from gatekit.progress import RunProgress
+        from gatekit.provenance import collect
 
+        if not self.resuming:  # saved with every default written out: the run says all it used
+            self.recipe = with_defaults(self.recipe)
+            atomic_write_bytes(self.run_dir / "recipe.yaml", yaml.safe_dump(self.recipe.to_dict(), sort_keys=False).encode())
         r = self.recipe
-        if not self.resuming:
-            atomic_write_bytes(self.run_dir / "recipe.yaml", yaml.safe_dump(r.to_dict(), sort_keys=False).encode())
         torch.set_num_threads(1)
         self.build()
+        self.provenance = collect(expert=getattr(self, "expert", None),  # None: the experts live in env workers
+                                  expert_id=r.expert.id, expert_kwargs=r.expert.kwargs)
         self._t0 = time.perf_counter()
-        self.logs = RunLogs(self.run_dir, tensorboard=r.log.tensorboard)
+        wandb = None
+        if r.log.wandb:
+            from gatekit.runs.wandb_log import WandbLog
+
+            try:
+                wandb = WandbLog(self.run_dir, config=r.to_dict(), project=r.log.wandb_project, mode=r.log.wandb_mode)
+            except BaseException:
+                self.store.close()
+                self.envs.close()
+                raise
+        self.logs = RunLogs(self.run_dir, tensorboard=r.log.tensorboard, wandb=wandb)
         self.evaluator = Evaluator(r, self.run_dir, state=self.state, logs=self.logs, wall=self.wall)
         status, error = "running", None
         try:
             if self.resuming:
                 self.restore()
                 self.evaluator.state = self.state
-            self.evaluator.start()
-            if r.eval.expert_reference:
-                self.evaluator.expert_reference(self.totals)
             bar = RunProgress(total=r.budget.total_steps, enabled=progress, description=r.name, start=len(self.store))
-            with StopFlag() as stop, bar:
-                progress_hook = ProgressHook(bar, on_progress)
-                self.loop(stop, [EvaluationHook(every=r.eval.every_steps, episodes=r.eval.episodes,
-                                                every_expert=r.eval.every_expert_steps),
-                                 CheckpointHook(every=r.data.checkpoint_every), progress_hook])
-                bar.update(self.totals.steps, progress_hook.live(self))
-                status = "interrupted" if stop.signal is not None else "finished"
-            if status == "finished":
-                self.evaluator.final(self.totals, self.learner)
+            self.evaluator.on_episode = bar.phase
+            with bar:
+                self.evaluator.start()
+                if r.eval.expert_reference:
+                    self.evaluator.expert_reference(self.totals)
+                with StopFlag() as stop:
+                    progress_hook = ProgressHook(bar, on_progress)
+                    self.loop(stop, [EvaluationHook(every=r.eval.every_steps, episodes=r.eval.episodes,
+                                                    every_expert=r.eval.every_expert_steps),
+                                     CheckpointHook(every=r.data.checkpoint_every), progress_hook])
+                    bar.update(self.totals.steps, progress_hook.live(self))
+                    status = "interrupted" if stop.signal is not None else "finished"
+                if status == "finished":  # the bar stays, showing the final evaluation's episodes
+                    self.evaluator.final(self.totals, self.learner)
+                    bar.update(self.totals.steps, progress_hook.live(self))
         except KeyboardInterrupt:
             status = "interrupted"
         except GatekitError as exc:
@@ -308,9 +326,10 @@ class Run:
             records_recovered_torn_bytes=int(getattr(self.store, "recovered_torn_bytes", 0)),
             test=_stats(final), expert_test=_stats(expert),
             evaluations=[EvalPoint(step=e["step"], expert_steps=e["expert_steps"], switches=e["switches"],
-                                   metrics={k[5:]: v["mean"] for k, v in e.items() if k.startswith("test_")})
+                                   metrics={k[5:]: v["mean"] for k, v in e.items() if k.startswith("test_")},
+                                   episodes=int(e.get("episodes", 0)), tag=str(e.get("tag", "")))
                          for e in evals if e["tag"] != EXPERT_TAG],
-            error=error, extra=extra)
+            error=error, provenance=getattr(self, "provenance", {}), extra=extra)
 
 
 def _stats(row: dict[str, Any] | None) -> dict[str, Any]:
@@ -328,6 +347,13 @@ def validate(recipe: Recipe, *, out: Path | None = None) -> None:
     expert and learner agree, and the output folder (if given) is writable. Writes nothing."""
     if out is not None:
         check_out_for_new_run(Path(out))
+    if recipe.log.wandb:
+        import importlib.util
+
+        from gatekit.errors import EXTRAS, MissingExtraError
+
+        if importlib.util.find_spec("wandb") is None:
+            raise MissingExtraError(f"log.wandb needs the 'wandb' package, which is not installed; {EXTRAS['wandb']}")
     run = Run(recipe, Path(out or "."))
     run.build(records=False)
     run.store.close()

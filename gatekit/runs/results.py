@@ -45,18 +45,32 @@ class EvalPoint:
     switches: int
     metrics: dict[str, float] = field(default_factory=dict)
     """Mean of each test metric (``success``, ``return``, ...), without the ``test_`` prefix."""
+    episodes: int = 0
+    """Test episodes behind the means (0: not recorded, results of older runs)."""
+    tag: str = ""
+    """``step-N`` for a periodic evaluation, ``final`` for the final one ("" in older results)."""
+
+    @property
+    def final(self) -> bool:
+        return self.tag == "final"
 
     def get(self, metric: str, default: float = math.nan) -> float:
         return float(self.metrics.get(metric, default))
 
     def to_json(self) -> dict[str, Any]:
-        return {"step": self.step, "expert_steps": self.expert_steps, "switches": self.switches,
-                **{f"test_{k}": v for k, v in self.metrics.items()}}
+        out: dict[str, Any] = {"step": self.step, "expert_steps": self.expert_steps, "switches": self.switches,
+                               **{f"test_{k}": v for k, v in self.metrics.items()}}
+        if self.episodes:
+            out["episodes"] = self.episodes
+        if self.tag:
+            out["tag"] = self.tag
+        return out
 
     @staticmethod
     def from_json(d: dict[str, Any]) -> EvalPoint:
         return EvalPoint(step=int(d["step"]), expert_steps=int(d["expert_steps"]), switches=int(d.get("switches", 0)),
-                         metrics={k[5:]: float(v) for k, v in d.items() if k.startswith("test_")})
+                         metrics={k[5:]: float(v) for k, v in d.items() if k.startswith("test_")},
+                         episodes=int(d.get("episodes", 0)), tag=str(d.get("tag", "")))
 
 
 @dataclass(kw_only=True)
@@ -84,6 +98,9 @@ class RunResult:
     evaluations: list[EvalPoint] = field(default_factory=list)
     """The learning curve, the final evaluation last."""
     error: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """What the run was made with (:func:`gatekit.provenance.collect`): the expert's id, class
+    and files with their sha256, package versions, gatekit's git commit."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Further top-level fields, kept as they are (e.g. the record log's damage report)."""
     schema: str = RESULTS_SCHEMA
@@ -115,6 +132,8 @@ class RunResult:
         out.update({f"test_{k}": s.as_dict() for k, s in self.test.items()})
         out.update({f"expert_test_{k}": s.as_dict() for k, s in self.expert_test.items()})
         out["evaluations"] = [e.to_json() for e in self.evaluations]
+        if self.provenance:
+            out["provenance"] = self.provenance
         out.update(self.extra)
         if self.error is not None:
             out["error"] = self.error
@@ -127,7 +146,7 @@ class RunResult:
             raise ValueError("results.json must hold a JSON object")
         known = {"schema", "status", "recipe", "seed", "env", "expert", "criterion", "learner", "total_steps",
                  "expert_steps", "expert_queries", "switches", "episodes", "takeover_rate", "wall_seconds",
-                 "records_recovered_torn_bytes", "evaluations", "error"}
+                 "records_recovered_torn_bytes", "evaluations", "error", "provenance"}
         try:
             return cls(
                 schema=str(d.get("schema", RESULTS_SCHEMA)), status=str(d["status"]), recipe=str(d["recipe"]),
@@ -140,6 +159,7 @@ class RunResult:
                 expert_test={k[12:]: _stat(v) for k, v in d.items() if k.startswith("expert_test_")},
                 evaluations=[EvalPoint.from_json(e) for e in d.get("evaluations", [])],
                 error=d.get("error"),
+                provenance=dict(d.get("provenance") or {}),
                 extra={k: v for k, v in d.items()
                        if k not in known and not k.startswith("test_") and not k.startswith("expert_test_")},
             )

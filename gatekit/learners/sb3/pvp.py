@@ -85,8 +85,12 @@ class PVPReplayBuffer(ReplayBuffer):
     def sample_pvp(self, batch_size: int, rng: np.random.Generator) -> PVPSamples:
         inds = rng.integers(0, self.size_(), size=batch_size)
         base = self._get_samples(inds)
-        extra = (self.novice_actions[inds, 0, :], self.interventions[inds, 0].reshape(-1, 1))
-        return PVPSamples(*base, *(self.to_torch(x) for x in extra))
+        # By field name: SB3's ReplayBufferSamples gains fields across releases (newer ones add
+        # ``discounts`` for n-step returns), which PVP's loss does not use.
+        return PVPSamples(observations=base.observations, actions=base.actions,
+                          next_observations=base.next_observations, dones=base.dones, rewards=base.rewards,
+                          novice_actions=self.to_torch(self.novice_actions[inds, 0, :]),
+                          interventions=self.to_torch(self.interventions[inds, 0].reshape(-1, 1)))
 
 
 def _cat(parts: list[PVPSamples]) -> PVPSamples:
@@ -179,7 +183,7 @@ class PVPDQN(_PVPMixin, DQN):  # type: ignore[misc]  # replay_buffer narrowed to
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
             self.policy.optimizer.step()
-            self.last_critic_loss = float(loss)
+            self.last_critic_loss = float(loss.detach())
         self._n_updates += gradient_steps
 
 
