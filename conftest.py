@@ -1,12 +1,12 @@
 """Doctests of the modules that adapt an optional stack skip where that stack is not installed
-(the newest-stack environment has no imitation, MetaDrive or MiniGrid)."""
+(the newest-stack environment has no imitation, MetaDrive, MiniGrid or rliable)."""
 
 import importlib.util
 
 import pytest
 
 # module name part -> the package its doctests need
-NEEDS = {"imitation": "imitation", "minigrid": "minigrid", "metadrive": "metadrive"}
+NEEDS = {"imitation": "imitation", "minigrid": "minigrid", "metadrive": "metadrive", "stats": "rliable"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -21,6 +21,7 @@ HAS_IMITATION = importlib.util.find_spec("imitation") is not None
 """imitation 1.0 pins gymnasium 0.29: the environment with the newest gymnasium and SB3 has none."""
 
 needs_imitation = pytest.mark.skipif(not HAS_IMITATION, reason="needs the imitation extra (gymnasium 0.29 stack)")
+needs_rliable = pytest.mark.skipif(importlib.util.find_spec("rliable") is None, reason="needs the stats extra (rliable)")
 
 # gatekit's own BC in place of imitation's where imitation is not installed: the run-level tests
 # are about the loop, the records and resuming, which every learner goes through alike.

@@ -28,13 +28,14 @@ from gatekit.compare.summary import RunRow
 from gatekit.errors import ConfigError
 from gatekit.evaluation import Stat
 from gatekit.runs.results import EvalPoint, RunResult
-from tests.recipes import needs_imitation
+from tests.recipes import needs_imitation, needs_rliable
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 TOY = RECIPES / "compare_toy.yaml"
 
 
 @needs_imitation
+@needs_rliable
 def test_compare_toy_writes_outputs_and_skips_finished_runs(tmp_path):
     out = tmp_path / "cmp"
     runner = CliRunner()
@@ -181,6 +182,7 @@ def _rows(results, method):
     return [RunRow(method, r.seed, Path(f"/nowhere/{method}/seed{r.seed}"), r.status, r) for r in results]
 
 
+@needs_rliable
 def test_table_layout_from_rows():
     comp = Comparison(name="t", methods=[MethodSpec(name="A", recipe="a"), MethodSpec(name="B", recipe="b")], reference="A")
     ev = [(500, 0.5), (1000, 0.6)]

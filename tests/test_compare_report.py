@@ -17,6 +17,7 @@ from gatekit.compare import run_comparison
 from gatekit.compare.plan import run_status
 from gatekit.compare.pool import Job, Outcome
 from gatekit.compare.report import markers, replace_block
+from tests.recipes import needs_rliable
 from gatekit.errors import GatekitError
 from gatekit.evaluation import Stat
 from gatekit.runs.results import EvalPoint, RunResult
@@ -73,6 +74,7 @@ Kept as written: the numbers above come from the runs.
 """
 
 
+@needs_rliable
 def test_report_page_from_the_runs_keeps_the_hand_written_text(tmp_path):
     recipe = _toy(tmp_path, bootstrap_reps=300)
     page = tmp_path / "docs" / "comparison.md"
@@ -111,6 +113,7 @@ def test_report_page_from_the_runs_keeps_the_hand_written_text(tmp_path):
     assert text.count(begin) == 1
 
 
+@needs_rliable
 def test_one_seed_says_so_instead_of_an_interval(tmp_path):
     res = run_comparison(_toy(tmp_path, bootstrap_reps=300), out=tmp_path / "out", seeds=[4], progress=False,
                          backend=StandIn())
@@ -137,6 +140,7 @@ def test_blocks_of_other_comparisons_and_broken_markers():
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, pytest.param(signal.SIGKILL, marks=pytest.mark.slow)],
                          ids=["ctrl-c", "parent-killed"])
+@needs_rliable
 def test_a_stopped_comparison_stops_its_runs_cleanly(tmp_path, sig):
     out = tmp_path / "cmp"
     cmd = [sys.executable, "-m", "gatekit.cli", "compare", str(TOY), "--out", str(out), "--no-progress", "--seeds", "0",

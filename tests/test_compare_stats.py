@@ -20,15 +20,18 @@ from gatekit.compare.summary import RunRow, fmt_interval, poi_table
 from gatekit.errors import GatekitError
 from gatekit.evaluation import Stat
 from gatekit.runs.results import RunResult
+from tests.recipes import needs_rliable
 
 REPS = 300  # enough for the assertions below; the recipes use 2000
 
 
+@needs_rliable
 def test_identical_seeds_give_a_zero_width_interval():
     iv = interval([0.4] * 5, reps=REPS)
     assert (iv.mean, iv.low, iv.high, iv.n) == (0.4, 0.4, 0.4, 5) and iv.has_interval
 
 
+@needs_rliable
 def test_interval_brackets_the_mean_within_the_seeds_range():
     values = [0.1, 0.3, 0.5, 0.7, 0.9]
     iv = interval(values, reps=REPS)
@@ -39,6 +42,7 @@ def test_interval_brackets_the_mean_within_the_seeds_range():
     assert (two.low, two.mean, two.high) == (1000, 1100, 1200)
 
 
+@needs_rliable
 def test_one_seed_has_no_interval_and_nan_seeds_are_left_out():
     one = interval([0.7, math.nan], reps=REPS)
     assert (one.mean, one.low, one.high, one.n) == (0.7, 0.7, 0.7, 1) and not one.has_interval
@@ -47,6 +51,7 @@ def test_one_seed_has_no_interval_and_nan_seeds_are_left_out():
     assert none.n == 0 and fmt_interval(none, str) == "-"
 
 
+@needs_rliable
 def test_columns_bootstrapped_together_match_their_own_call():
     cols = {"a": [1.0, 2.0, 3.0, 4.0, 5.0], "b": [5.0, 5.0, 5.0, 5.0, 5.0], "c": [1.0, math.nan, 3.0, 4.0, 9.0]}
     together = intervals(cols, reps=REPS)
@@ -57,6 +62,7 @@ def test_columns_bootstrapped_together_match_their_own_call():
     assert abs(together["a"].low - alone.low) <= 0.6 and abs(together["a"].high - alone.high) <= 0.6
 
 
+@needs_rliable
 def test_intervals_are_reproducible_and_leave_numpy_global_state_alone():
     np.random.seed(123)
     expected = np.random.rand()
@@ -66,6 +72,7 @@ def test_intervals_are_reproducible_and_leave_numpy_global_state_alone():
     assert interval([0.1, 0.5, 0.2, 0.9], reps=REPS) == first
 
 
+@needs_rliable
 def test_probability_of_improvement_known_cases():
     better, worse = [0.9, 0.8, 0.95, 0.85, 0.9], [0.1, 0.2, 0.1, 0.3, 0.2]
     p = probability_of_improvement(better, worse, reps=REPS)
@@ -81,6 +88,7 @@ def test_probability_of_improvement_known_cases():
     assert probability_of_improvement([], [0.1], reps=REPS).n == 0
 
 
+@needs_rliable
 def test_curve_band_over_seeds():
     curves = np.array([[0.0, 0.5, 1.0], [0.0, 0.5, 1.0], [0.0, 0.5, 1.0]])
     mean, low, high = curve_band(curves, reps=REPS)
@@ -97,6 +105,7 @@ def _run(seed: int, success: float) -> RunResult:
                      test={"success": Stat(success, 0.0, 0.0, 10)})
 
 
+@needs_rliable
 def test_poi_table_compares_the_focus_with_every_other_method(tmp_path):
     comp = Comparison(name="t", focus="A", methods=[MethodSpec(name=n, recipe="r") for n in ("A", "B", "C")])
     rows = [RunRow("A", s, tmp_path, "finished", _run(s, 0.9)) for s in range(3)]

@@ -114,7 +114,6 @@ def run_comparison(path: str | Path, *, out: str | Path | None = None, workers: 
         ConfigError: bad input, or run folders made from other recipes, found before any run starts.
     """
     comp, base = load_comparison(path)
-    rliable()  # the table needs it: say so before hours of runs, not after
     out_dir = Path(out) if out is not None else Path("runs") / comp.name
     n_workers = workers if workers is not None else (comp.workers or default_workers())
     if n_workers < 1:
@@ -123,6 +122,7 @@ def run_comparison(path: str | Path, *, out: str | Path | None = None, workers: 
     every = plan(comp, base, out_dir, extra=tuple(overrides), seeds=seeds)
     runs = [r for r in every if not only or r.method in only]
     refuse_or_set_aside(runs, redo_changed=redo_changed)
+    rliable()  # the table needs it: say so before hours of runs, not after
     _write_resolved(comp, base, out_dir, seeds=seeds, overrides=overrides, only=only)
     pending = [r for r in runs if run_status(r.run_dir) != "finished"]
     total = sum(r.recipe.budget.total_steps for r in runs)
