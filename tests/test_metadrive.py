@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -349,6 +350,47 @@ def test_expert_is_deterministic_given_seeds():
     """)
     assert result["same"] and result["differs"] and result["bounded"]
     assert result["n"] >= 50
+
+
+@needs_metadrive
+def test_log_prob_std_scores_with_the_release_tolerance():
+    # PVP's simulated person scores the novice's action with a fixed std (0.1365, 0.4583); the
+    # wheel network's own steering std is ~20x smaller, so at a 0.05 density threshold a
+    # steering offset of 0.2 passes the release's person and fails the network's.
+    result, _ = run_child("""
+        import json, math
+        import numpy as np
+        from gatekit.envs.metadrive import make_metadrive_env
+        from gatekit.experts.metadrive import RELEASE_STD, MetaDrivePPOExpert
+
+        env = make_metadrive_env(split="train", seed=0)
+        own = MetaDrivePPOExpert(env=env, deterministic=True)
+        release = MetaDrivePPOExpert(env=env, deterministic=True, log_prob_std=list(RELEASE_STD))
+        obs, _ = env.reset(seed=0)
+        for _ in range(30):
+            obs, *_ = env.step(own.act(obs))
+        mean, std = own.distribution()
+        offset = mean + np.array([0.2, 0.0])
+        s = np.array(RELEASE_STD)
+        want = float(np.sum(-0.5 * ((offset - mean) / s) ** 2 - np.log(s) - 0.5 * math.log(2 * math.pi)))
+        result = {"own_std": std.tolist(), "own": own.log_prob(obs, offset), "release": release.log_prob(obs, offset),
+                  "want": want, "same_action": bool(np.array_equal(own.act(obs), release.act(obs)))}
+        env.close()
+        print("RESULT " + json.dumps(result))
+    """)
+    assert result["own_std"][0] < 0.05  # the network is sure of its steering
+    assert abs(result["release"] - result["want"]) < 1e-9
+    assert result["release"] > math.log(0.05) > result["own"]
+    assert result["same_action"]  # only the likelihood changes, never the expert's action
+
+
+def test_log_prob_std_is_checked():
+    from gatekit.envs.toy import EchoEnv
+    from gatekit.experts.metadrive import MetaDrivePPOExpert
+
+    for bad in ([0.1], [0.1, 0.0], [0.1, float("nan")], "wide"):
+        with pytest.raises(ConfigError, match="^log_prob_std:"):
+            MetaDrivePPOExpert(env=EchoEnv(dim=2), log_prob_std=bad)
 
 
 @pytest.mark.slow

@@ -73,6 +73,11 @@ class ExpertLikelihoodCriterion(Criterion):
     action is below ``threshold`` (PVP: ``1 - free_level`` with ``free_level = 0.95``).
     Hand back when it is at or above ``threshold``. Needs an expert with ``log_prob``.
 
+    A density threshold is only as tolerant as the expert's std is wide: PVP's 0.05 was set for
+    a simulated person with std ``(0.1365, 0.4583)``. MetaDrive's shipped expert is far surer of
+    its steering, so its recipes score with the release's std (``metadrive-ppo``'s
+    ``log_prob_std``); with the network's own std the person takes over on ~90% of steps.
+
     Args:
         threshold: the lowest tolerated likelihood of the novice's action.
     """

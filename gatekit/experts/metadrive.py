@@ -18,6 +18,16 @@ mode returns the mean. Either is clipped to the action space ``[-1, 1]^2``, exac
 MetaDrive does to any action it executes, so the label the expert reports is the action that
 runs.
 
+Likelihoods for a simulated person. :meth:`~MetaDrivePPOExpert.log_prob` scores an action
+under the network's own Gaussian, whose steering std is tiny (median about 0.007 on the
+training maps, against 0.47 for throttle). PVP's release simulates its person with another
+PPO policy whose std is state-independent, ``(0.1365, 0.4583)``, and takes over when that
+density of the novice's action falls below ``1 - free_level = 0.05``: steering within about
+0.38 of the mean passes. The same 0.05 threshold under this network's own std passes only
+steering within about 0.03, so the person takes over almost always. ``log_prob_std`` gives
+``log_prob`` a fixed std (the mean stays this network's), the release's tolerance;
+:data:`RELEASE_STD` holds the release's values. Actions are unaffected.
+
 Example:
     >>> from gatekit.envs.metadrive import make_metadrive_env      # doctest: +SKIP
     >>> from gatekit.experts.metadrive import MetaDrivePPOExpert  # doctest: +SKIP
@@ -64,6 +74,9 @@ _EXPERT_SENSORS: dict[str, Any] = {
 # Lateral offsets of the two navigation checkpoints, mirrored since MetaDrive 0.4 (see above).
 _MIRRORED = (10, 15)
 _LOG_2PI = math.log(2.0 * math.pi)
+#: The state-independent action std of the PPO expert that simulates the person in PVP's
+#: release (``exp(log_std)`` of its checkpoint): steering, throttle.
+RELEASE_STD = (0.1365, 0.4583)
 
 
 def default_weights() -> Path:
@@ -106,6 +119,17 @@ def _check_metadrive(env: gym.Env) -> None:
         )
 
 
+def _check_std(value: Any) -> np.ndarray:
+    """``log_prob_std`` as a float64 array of two finite positive numbers (else ConfigError)."""
+    try:
+        std = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        std = np.full(1, np.nan)
+    if std.shape != (ACTION_DIM,) or not np.all(np.isfinite(std)) or not np.all(std > 0):
+        raise ConfigError(f"log_prob_std: expected two numbers > 0 ([steering, throttle]), got {value!r}")
+    return std
+
+
 def _plain(value: Any) -> Any:
     """A detached copy of a MetaDrive config entry (a ``Config`` or a plain dict)."""
     return value.get_dict() if hasattr(value, "get_dict") else copy.deepcopy(value)
@@ -135,13 +159,18 @@ class MetaDrivePPOExpert(Expert):
         deterministic: return the mean instead of a sample.
         weights: path of an ``.npz`` with the actor's layers; None: the file in the metadrive
             wheel (:func:`default_weights`).
+        log_prob_std: a fixed ``[steering, throttle]`` std for :meth:`log_prob` (around the
+            network's mean) instead of the network's own; None: the network's. PVP's release
+            scores with :data:`RELEASE_STD` (see the module docstring). ``act`` is unaffected.
     """
 
     has_log_prob = True
 
-    def __init__(self, *, env: gym.Env, deterministic: bool = False, weights: str | Path | None = None) -> None:
+    def __init__(self, *, env: gym.Env, deterministic: bool = False, weights: str | Path | None = None,
+                 log_prob_std: list[float] | tuple[float, ...] | None = None) -> None:
         if not isinstance(deterministic, bool | np.bool_):
             raise ConfigError(f"deterministic: expected true or false, got {deterministic!r}")
+        self.log_prob_std = None if log_prob_std is None else _check_std(log_prob_std)
         action_space = env.action_space
         if not (isinstance(action_space, gym.spaces.Box) and action_space.shape == (ACTION_DIM,)):
             raise ConfigError(
@@ -265,7 +294,8 @@ class MetaDrivePPOExpert(Expert):
         return np.clip(action, self._low, self._high).astype(np.float32)
 
     def log_prob(self, obs: Any, action: Any) -> float:
-        """Diagonal-Gaussian log density of ``action`` at the current state (clipping ignored).
+        """Diagonal-Gaussian log density of ``action`` at the current state (clipping ignored),
+        with the network's std or, if set, ``log_prob_std``.
 
         Example:
             >>> expert.log_prob(obs, expert.act(obs))  # doctest: +SKIP
@@ -275,5 +305,7 @@ class MetaDrivePPOExpert(Expert):
         if a.shape != (ACTION_DIM,):
             raise ExpertError(f"expert: log_prob needs a [steering, throttle] action, got shape {np.shape(action)}")
         mean, std = self.distribution()
+        if self.log_prob_std is not None:
+            std = self.log_prob_std
         z = (a - mean) / std
         return float(np.sum(-0.5 * z * z - np.log(std) - 0.5 * _LOG_2PI))

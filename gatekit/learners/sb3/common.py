@@ -99,8 +99,13 @@ def clone_policy(policy: Any) -> Any:
     Rebuilt from its constructor parameters and weights (SB3's own save/load route) rather than
     deep-copied: a policy keeps the distribution of its last forward pass, a non-leaf tensor
     after training, and torch refuses to deepcopy those.
+
+    The constructor initialises fresh weights (overwritten at once) from torch's global RNG,
+    which training also draws from (TD3's target noise, dropout): it runs on a forked RNG so
+    that taking a policy for an evaluation leaves the training run unchanged.
     """
-    clone = type(policy)(**policy._get_constructor_parameters())
+    with torch.random.fork_rng(devices=[]):
+        clone = type(policy)(**policy._get_constructor_parameters())
     clone.load_state_dict(policy.state_dict())
     clone.set_training_mode(False)
     return clone
@@ -165,8 +170,8 @@ class StoreFedReplay:
 
     @abstractmethod
     def _add(self, *, obs: Any, next_obs: Any, executed: Any, novice: Any, reward: float, terminated: bool,
-             intervened: bool) -> None:
-        """Add one transition to the buffer(s)."""
+             intervened: bool, switched: bool = False) -> None:
+        """Add one transition to the buffer(s) (``switched``: control passed to the expert on it)."""
 
     def _feed(self, record: Transition, store: RecordStore) -> None:
         if self._refill:
@@ -176,17 +181,18 @@ class StoreFedReplay:
             # terminated only: a time-limit truncation is not a terminal state, so it bootstraps
             self._add(obs=record.obs, next_obs=record.next_obs, executed=record.executed_action,
                       novice=record.novice_action, reward=record.reward, terminated=record.terminated,
-                      intervened=record.intervened)
+                      intervened=record.intervened, switched=record.switched)
         self.steps += 1
         self.model.num_timesteps = self.steps
 
     def _refill_from(self, store: RecordStore) -> None:
         cols = {k: store.column(k) for k in ("obs", "next_obs", "executed_action", "novice_action", "reward",
-                                             "terminated", "intervened")}
+                                             "terminated", "intervened", "switched")}
         for i in range(len(store)):
             self._add(obs=cols["obs"][i], next_obs=cols["next_obs"][i], executed=cols["executed_action"][i],
                       novice=cols["novice_action"][i], reward=float(cols["reward"][i]),
-                      terminated=bool(cols["terminated"][i]), intervened=bool(cols["intervened"][i]))
+                      terminated=bool(cols["terminated"][i]), intervened=bool(cols["intervened"][i]),
+                      switched=bool(cols["switched"][i]))
 
     def _refill_next(self) -> None:
         self._refill = True

@@ -124,7 +124,7 @@ class SB3OffPolicyLearner(StoreFedReplay, SB3ModelLearner, Learner):
 
     # -- learning ----------------------------------------------------------------------------
     def _add(self, *, obs: Any, next_obs: Any, executed: Any, novice: Any, reward: float, terminated: bool,
-             intervened: bool) -> None:
+             intervened: bool, switched: bool = False) -> None:
         self.model.replay_buffer.add(np.asarray(obs)[None], np.asarray(next_obs)[None],
                                      buffer_action(self.model, executed, self.action_space)[None],
                                      np.array([reward], dtype=np.float32), np.array([terminated]), [{}])
