@@ -16,8 +16,9 @@ records.gkr         every frame's length and CRC (:func:`gatekit.data.scan_log`)
                     cuts it off and saves it aside): reported, not counted as damage.
 recipe.yaml         loads with the strict recipe loader. Required.
 results.json        parses as a JSON object (absent until the run first stops).
-checkpoint.pt,      load with ``torch.load(weights_only=True)`` (absent until written).
-novice_final.pt,
+checkpoint.pt,      load with ``torch.load(weights_only=True)`` and pass their checksum
+checkpoint.prev.pt, (absent until written; files without a checksum, saved by hand, only load).
+novice_final.pt,    Damaged checkpoints a resume set aside (``*.damaged-*``) are listed.
 novice_best.pt
 =================== =========================================================================
 """
@@ -35,7 +36,7 @@ from gatekit.errors import GatekitError, RunDirError
 __all__ = ["CheckItem", "RunCheck", "check_run"]
 
 Status = Literal["ok", "absent", "damaged", "missing"]
-_TORCH_FILES = ("checkpoint.pt", "novice_final.pt", "novice_best.pt")
+_TORCH_FILES = ("checkpoint.pt", "checkpoint.prev.pt", "novice_final.pt", "novice_best.pt")
 
 
 @dataclass(frozen=True)
@@ -153,16 +154,28 @@ def _check_results(run_dir: Path) -> CheckItem:
 
 
 def _check_torch(path: Path) -> CheckItem:
+    aside = sorted(p.name for p in path.parent.glob(f"{path.name}.damaged-*"))
+    note = f"; {len(aside)} damaged cop{'ies' if len(aside) != 1 else 'y'} set aside by a resume ({', '.join(aside)})" \
+        if aside else ""
     if not path.is_file():
-        what = "before the first checkpoint" if path.name == "checkpoint.pt" else "until the run writes it"
-        return CheckItem(path.name, "absent", f"not written yet (absent {what})")
+        what = "before the first checkpoint" if path.name.startswith("checkpoint") else "until the run writes it"
+        return CheckItem(path.name, "absent", f"not written yet (absent {what}){note}")
     import torch
 
+    from gatekit.runs.integrity import SEAL_KEY, state_digest
+
     try:
-        torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # anything torch raises on a bad file is the finding itself
-        return CheckItem(path.name, "damaged", f"does not load with weights_only=True ({_first_line(exc)})")
-    return CheckItem(path.name, "ok", "loads with weights_only=True")
+        return CheckItem(path.name, "damaged", f"does not load with weights_only=True ({_first_line(exc)}){note}")
+    if not isinstance(obj, dict):
+        return CheckItem(path.name, "damaged", f"holds a {type(obj).__name__}, not a dict of tensors{note}")
+    stored = obj.pop(SEAL_KEY, None)
+    if stored is None:
+        return CheckItem(path.name, "ok", f"loads with weights_only=True (no checksum: not written by a run){note}")
+    if stored != state_digest(obj):
+        return CheckItem(path.name, "damaged", f"loads, but fails its checksum (changed after it was written){note}")
+    return CheckItem(path.name, "ok", f"loads with weights_only=True and passes its checksum{note}")
 
 
 def check_run(run_dir: str | Path) -> RunCheck:

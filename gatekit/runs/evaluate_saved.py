@@ -10,6 +10,7 @@ from gatekit.config import build, load_recipe
 from gatekit.errors import RunDirError
 from gatekit.evaluation import evaluate, summarize
 from gatekit.learners import LEARNERS
+from gatekit.runs.integrity import load_sealed
 
 
 def evaluate_target(target: Path, *, episodes: int | None, use_expert: bool, checkpoint: str = "final",
@@ -45,6 +46,14 @@ def evaluate_target(target: Path, *, episodes: int | None, use_expert: bool, che
             spaces = (probe.observation_space, probe.action_space)
             probe.close()
             learner = build(LEARNERS, recipe.learner, "learner", observation_space=spaces[0], action_space=spaces[1], seed=recipe.seed)
-            learner.load_state_dict(torch.load(state_path, weights_only=True))
+            state = load_sealed(state_path, what="saved novice", require_seal=False,
+                                fix=f"evaluate the other one (--checkpoint {'best' if checkpoint == 'final' else 'final'}), or "
+                                    f"run `gatekit check {target}`")
+            try:
+                learner.load_state_dict(state)
+            except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+                raise RunDirError(f"saved novice '{state_path}' does not fit the recipe's learner "
+                                  f"'{recipe.learner.id}' ({type(exc).__name__}: {str(exc).splitlines()[0][:150] if str(exc) else ''}); "
+                                  f"was recipe.yaml edited?") from None
             episodes_out = evaluate(recipe.env, learner.policy(), n, on_episode=tick)
     return {k: s.as_dict() for k, s in summarize(episodes_out).items()}
