@@ -59,11 +59,33 @@ TINY = {
 def tiny_recipe(**over: Any) -> dict[str, Any]:
     """A run of a few hundred steps that takes about a second: echo env and expert, a DAgger coin
     (the expert acts and labels about 40% of the steps), a small mlp-bc novice; sections of
-    ``over`` merged in."""
+    ``over`` merged in (components: replaced)."""
     raw = yaml.safe_load(yaml.safe_dump(TINY))
     for section, values in over.items():
-        if isinstance(values, dict) and isinstance(raw.get(section), dict):
+        if section not in ("env", "expert", "criterion", "learner") and isinstance(values, dict) \
+                and isinstance(raw.get(section), dict):
             raw[section].update(values)
         else:
             raw[section] = values
     return raw
+
+
+def stop_at(steps: int):
+    """An ``on_progress`` callback that interrupts the run (as Ctrl-C would) once it has made
+    ``steps`` steps: the run checkpoints and ends ``interrupted``."""
+
+    def callback(live: dict[str, Any]) -> None:
+        if live["steps"] >= steps:
+            raise KeyboardInterrupt
+
+    return callback
+
+
+def interrupted_run(out: Path, *, at: int = 200, **over: Any) -> Path:
+    """A tiny run (:func:`tiny_recipe` with ``over``) interrupted after ``at`` steps, in ``out``."""
+    from gatekit.config import load_recipe_dict
+    from gatekit.runs import train
+
+    res = train(load_recipe_dict(tiny_recipe(**over)), out=out, progress=False, on_progress=stop_at(at))
+    assert res.status == "interrupted", res
+    return out
