@@ -21,7 +21,14 @@ from gatekit.data import RecordStore, read_log
 from gatekit.errors import ResumeWarning, RunDirError
 from gatekit.runs import train
 from gatekit.runs.checkpoint import CHECKPOINT_NAME, PREVIOUS_NAME, load_checkpoint
-from gatekit.runs.integrity import BLOCK_STEPS, DamagedFileError, LogDigest, load_sealed, seal, verify_log
+from gatekit.runs.integrity import (
+    BLOCK_STEPS,
+    DamagedFileError,
+    LogDigest,
+    load_sealed,
+    seal,
+    verify_log,
+)
 from tests.recipes import interrupted_run
 
 OVER = {"data": {"checkpoint_every": 75}, "eval": {"every_steps": 100}}  # checkpoints at 75, 150, 200 (the stop)
