@@ -34,6 +34,7 @@ import time
 
 import numpy as np
 
+from gatekit.criteria.dagger import DAggerCriterion
 from gatekit.envs.toy import EchoEnv
 from gatekit.experts.base import Expert
 
@@ -73,6 +74,13 @@ class FlakyEcho(EchoEnv):
         return obs, reward, terminated, truncated, info
 
 
+class FlakyGate(DAggerCriterion):
+    def decide(self, ctx):
+        if ctx.episode_step == 7:
+            raise ValueError("threshold table is empty")
+        return super().decide(ctx)
+
+
 class OutOfSpace(Expert):
     def __init__(self, *, env):
         super().__init__(env.observation_space, env.action_space)
@@ -84,14 +92,15 @@ class OutOfSpace(Expert):
 
 @pytest.fixture
 def plugin(tmp_path, monkeypatch):
-    (tmp_path / "flaky_plugin.py").write_text(PLUGIN)
+    (tmp_path / "faults_plugin.py").write_text(PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "faults_plugin", raising=False)
     monkeypatch.delenv("FLAKY_OFF", raising=False)
-    return "flaky_plugin"
+    return "faults_plugin"
 
 
 def _env(**kw):
-    return {"id": "flaky_plugin:FlakyEcho", **kw}
+    return {"id": "faults_plugin:FlakyEcho", **kw}
 
 
 def _results(path: Path) -> dict:
@@ -106,7 +115,7 @@ def _cli(*args: str) -> tuple[int, list[str], str]:
 # -- a component that raises ------------------------------------------------------------------------
 
 def test_env_raising_mid_episode_fails_cleanly_with_a_checkpoint_at_the_failure(plugin, tmp_path):
-    with pytest.raises(RunFailed, match=r"^plugin 'flaky_plugin:FlakyEcho' \(env\) raised RuntimeError: lidar driver "
+    with pytest.raises(RunFailed, match=r"^plugin 'faults_plugin:FlakyEcho' \(env\) raised RuntimeError: lidar driver "
                                         r"crashed at step 154 \(episode 15\); the run is saved at that step"):
         train(load_recipe_dict(tiny_recipe(env=_env(fail_at=155))), out=tmp_path / "run", progress=False)
     res = _results(tmp_path / "run")
@@ -126,11 +135,21 @@ def test_cli_prints_one_line_and_the_full_trace_only_when_asked(plugin, tmp_path
     assert code == 2 and len(lines) == 1 and "raised RuntimeError: lidar driver crashed at step 29" in lines[0]
     res = CliRunner().invoke(main, ["--traceback", "train", str(recipe), "--out", str(tmp_path / "b"), "--no-progress"])
     assert res.exit_code == 2 and "Traceback (most recent call last)" in res.stderr
-    assert 'flaky_plugin.py", line' in res.stderr and res.stderr.strip().splitlines()[-1] == lines[0].replace("/a", "/b")
+    assert 'faults_plugin.py", line' in res.stderr and res.stderr.strip().splitlines()[-1] == lines[0].replace("/a", "/b")
+    res = CliRunner(env={"GATEKIT_DEBUG": "1"}).invoke(main, ["train", str(recipe), "--out", str(tmp_path / "c")])
+    assert res.exit_code == 2 and "Traceback (most recent call last)" in res.stderr
+
+
+def test_criterion_plugin_raising_mid_run_is_named(plugin, tmp_path):
+    raw = tiny_recipe(criterion={"id": "faults_plugin:FlakyGate", "beta": 0.4, "schedule": "constant"})
+    with pytest.raises(RunFailed, match=r"^plugin 'faults_plugin:FlakyGate' \(criterion\) raised ValueError: threshold "
+                                        r"table is empty at step 7 \(episode 0\)"):
+        train(load_recipe_dict(raw), out=tmp_path / "run", progress=False)
+    assert _results(tmp_path / "run")["status"] == "failed"
 
 
 def test_expert_action_outside_the_action_space_is_named(plugin, tmp_path):
-    raw = tiny_recipe(expert={"id": "flaky_plugin:OutOfSpace"})
+    raw = tiny_recipe(expert={"id": "faults_plugin:OutOfSpace"})
     with pytest.raises(ExpertError, match=r"expert OutOfSpace returned action 5, outside the action space Discrete\(2\), "
                                           r"at step 0"):
         train(load_recipe_dict(raw), out=tmp_path / "run", progress=False)

@@ -97,8 +97,10 @@ def save_checkpoint(run_dir: Path, *, store: RecordStore, digest: LogDigest, rec
     :func:`resume_from` handles.
     """
     log_steps = store.counts()["total_steps"]
+    path, prev = run_dir / CHECKPOINT_NAME, run_dir / PREVIOUS_NAME
     body = seal({
         "format": CHECKPOINT_FORMAT,
+        "has_previous": path.exists(),  # so that `gatekit check` knows checkpoint.prev.pt should be there
         "records": len(store),
         "log_steps": log_steps,
         "log_blocks": digest.blocks(store, log_steps),
@@ -108,7 +110,6 @@ def save_checkpoint(run_dir: Path, *, store: RecordStore, digest: LogDigest, rec
         "torch_rng": torch.get_rng_state(),
         "run": state.to_dict(),
     })
-    path, prev = run_dir / CHECKPOINT_NAME, run_dir / PREVIOUS_NAME
     tmp = run_dir / (CHECKPOINT_NAME + ".new")
     atomic_torch_save(body, tmp)
     if path.exists():
