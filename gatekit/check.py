@@ -16,8 +16,9 @@ records.gkr         every frame's length and CRC (:func:`gatekit.data.scan_log`)
                     cuts it off and saves it aside): reported, not counted as damage.
 recipe.yaml         loads with the strict recipe loader. Required.
 results.json        parses as a JSON object (absent until the run first stops).
-progress.csv,       the header gatekit writes, every row that many fields, every field a
-eval.csv            number (absent until the first episode / evaluation).
+progress.csv,       the header gatekit writes (or the first columns of it: columns are only
+eval.csv            appended), every row that many fields, every field a number (absent
+                    until the first episode / evaluation).
 checkpoint.pt,      load with ``torch.load(weights_only=True)`` and pass their checksum
 checkpoint.prev.pt, (absent until written; files without a checksum, saved by hand, only load).
 novice_final.pt,    Damaged checkpoints a resume set aside (``*.damaged-*``) are listed.
@@ -164,11 +165,12 @@ def _check_csv(path: Path, fields: tuple[str, ...]) -> CheckItem:
         rows = list(csv.reader(path.read_bytes().decode().splitlines()))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         return CheckItem(path.name, "damaged", f"does not read as CSV ({_first_line(exc)})")
-    if not rows or tuple(rows[0]) != fields:
+    header = tuple(rows[0]) if rows else ()
+    if not header or header != fields[:len(header)]:  # columns are only ever appended: older runs have fewer
         return CheckItem(path.name, "damaged", f"its header is not {','.join(fields)}")
     for i, row in enumerate(rows[1:], start=2):
-        if len(row) != len(fields):
-            return CheckItem(path.name, "damaged", f"line {i} has {len(row)} fields, not {len(fields)}")
+        if len(row) != len(header):
+            return CheckItem(path.name, "damaged", f"line {i} has {len(row)} fields, not {len(header)}")
         for value in row:
             try:
                 if value and math.isnan(float(value)) and value.lower() != "nan":

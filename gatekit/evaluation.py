@@ -151,6 +151,9 @@ def evaluate(env_comp: Component, actor: Any, episodes: int, *, expert_comp: Com
 def _worker_main(conn: Any, threads: int) -> None:
     import torch
 
+    # Ctrl-C reaches every process of the terminal's group: the run decides (it checkpoints,
+    # then closes this worker), so the worker must not die first and look like a crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     while True:
         msg = conn.recv()
