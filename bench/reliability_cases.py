@@ -39,7 +39,7 @@ def damage_cases(n: int, seed: int, root: Path) -> None:
     base = make_base(root / "base")
     rng = random.Random(seed)
     by_kind: collections.Counter[str] = collections.Counter()
-    survived = resumed = refused = lost = expert = reported = harmless = 0
+    survived = resumed = refused = lost = touched = expert = reported = harmless = 0
     failures = []
     t0 = time.perf_counter()
     for i in range(n):
@@ -52,13 +52,15 @@ def damage_cases(n: int, seed: int, root: Path) -> None:
         resumed += out.resumed
         refused += out.exit_code == 2
         lost += out.expert_lost
+        touched += out.expert_touched
         expert += out.expert_records
         if not out.survived:
             failures.append(f"  {d}: {out.violations}")
     print(f"damage cases tried {n}, survived {survived}; reported (check, a warning or exit 2) {reported}, "
           f"unreported but changing nothing gatekit reads {harmless}, unreported text-file edits "
           f"{n - reported - harmless}; resumed {resumed}, refused cleanly (exit 2) {refused}; expert-labelled "
-          f"records lost {lost} of {expert} ({time.perf_counter() - t0:.0f} s)")
+          f"records lost {lost} of {expert} (in frames the damage touched: {touched}) "
+          f"({time.perf_counter() - t0:.0f} s)")
     print("\n".join(failures) if failures else "  no case failed")
 
 

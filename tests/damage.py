@@ -123,6 +123,8 @@ class Outcome:
     resumed: bool = False
     reported: bool = False
     expert_records: int = 0
+    expert_touched: int = 0
+    """Expert-labelled records in frames the damage touched (all of them when the log is deleted)."""
     expert_lost: int = 0
     violations: list[str] = field(default_factory=list)
 
@@ -173,6 +175,7 @@ def run_case(base: Path, work: Path, d: Damage) -> Outcome:
     if out.changed and d.file.endswith(".pt") and d.kind != "delete":
         out.changed = _content(run / d.file) != _content(base / d.file)
     must_keep = {s: b for s, b in original.items() if s not in lost_steps}
+    out.expert_touched = len(original) - len(must_keep)
 
     def keeps(stage: str) -> None:
         now = _expert_rows(run / "records.gkr")
