@@ -277,9 +277,9 @@ def test_sigkill_loses_no_progress_row_and_no_pending_evaluation(plugin, tmp_pat
         res = train(resume=run, progress=False)
     finally:
         del os.environ["FLAKY_OFF"]
-    assert [e.step for e in res.evaluations] == [100, 200, 300, 300]  # the periodic ones, then the final
+    assert [(e.step, e.tag) for e in res.evaluations] == [(100, "step-100"), (200, "step-200"), (300, "final")]
     csv_rows = (run / "eval.csv").read_text().strip().splitlines()[1:]
-    assert [int(r.split(",")[0]) for r in csv_rows] == [100, 200, 300, 300]
+    assert [int(r.split(",")[0]) for r in csv_rows] == [100, 200, 300]
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
