@@ -40,6 +40,7 @@ FILES = ("records.gkr", "recipe.yaml", "results.json", "checkpoint.pt", "checkpo
 CHECKED = ("records.gkr", "checkpoint.pt", "checkpoint.prev.pt", "novice_best.pt")
 """Files with CRCs or checksums: damage to them must be reported."""
 KINDS = ("flip", "zero", "truncate", "delete")
+_WARNING_LINES = ("gatekit: warning: ", "gatekit:0: ")  # how the CLI shows gatekit's warnings (one line each)
 BASE_OVER = {"data": {"checkpoint_every": 75}, "eval": {"every_steps": 100}}
 
 
@@ -199,12 +200,13 @@ def run_case(base: Path, work: Path, d: Damage) -> Outcome:
         out.violations.append(f"resume exited {res.exit_code}: {res.exception!r} {res.stderr[-300:]}")
     elif res.exit_code == 2:
         out.reported = True
-        if not lines or not lines[-1].startswith("gatekit: error: ") or any(
-                not (x.startswith("gatekit: error: ") or x.startswith("gatekit:0: ")) for x in lines):
+        warned = [x for x in lines[:-1] if x.startswith(_WARNING_LINES)]  # one line per warning said before it
+        if not lines or not lines[-1].startswith("gatekit: error: ") or len(warned) != len(lines) - 1:
             out.violations.append(f"resume's error is not one clean line: {res.stderr[-300:]}")
     else:
         out.resumed = True
-        out.reported = out.reported or any(issubclass(w.category, (ResumeWarning, RecordLogWarning)) for w in said)
+        out.reported = out.reported or any(issubclass(w.category, (ResumeWarning, RecordLogWarning)) for w in said) \
+            or any(x.startswith(_WARNING_LINES) for x in lines)
     keeps("after the resume")
     kept = _expert_rows(run / "records.gkr") if (run / "records.gkr").exists() else {}
     out.expert_lost = sum(1 for s, b in original.items() if kept.get(s) != b)

@@ -117,7 +117,8 @@ class Ending:
                 return EvaluationError(self.error)
             return exc
         self.error = describe(exc, run)
-        return RunFailed(self.error) if isinstance(exc, Exception) else exc
+        # SystemExit too: a component calling sys.exit() must not end gatekit with its code
+        return RunFailed(self.error) if isinstance(exc, (Exception, SystemExit)) else exc
 
 
 def _attempt(ending: Ending, run: Run, what: str, fn: Callable[[], Any]) -> bool:
@@ -141,7 +142,6 @@ def _attempt(ending: Ending, run: Run, what: str, fn: Callable[[], Any]) -> bool
 def close_run(run: Run, ending: Ending) -> RunResult:
     """Save what the ending calls for (see the module docstring), then close every part of the
     run, each on its own (one failing does not stop the others)."""
-
     reserve = getattr(run, "reserve", None)
     if ending.disk_full and reserve is not None:
         reserve.release()
@@ -195,7 +195,7 @@ def build_failed(exc: BaseException, run: Run) -> BaseException:
     as they are, anything else as one :class:`~gatekit.errors.RunFailed` line naming the
     component (nothing was recorded yet in this session). A new run's empty log is removed."""
     remove_unstarted_log(run)
-    if isinstance(exc, GatekitError) or not isinstance(exc, Exception):
+    if isinstance(exc, GatekitError) or not isinstance(exc, (Exception, SystemExit)):
         return exc
     # components are built in the order of ROLES: the first one missing is the one being built
     # (with env workers the env and the expert live in the workers, which report their own errors)
