@@ -16,8 +16,12 @@ records.gkr         every frame's length and CRC (:func:`gatekit.data.scan_log`)
                     cuts it off and saves it aside): reported, not counted as damage.
 recipe.yaml         loads with the strict recipe loader. Required.
 results.json        parses as a JSON object (absent until the run first stops).
-checkpoint.pt,      load with ``torch.load(weights_only=True)`` (absent until written).
-novice_final.pt,
+progress.csv,       the header gatekit writes (or the first columns of it: columns are only
+eval.csv            appended), every row that many fields, every field a number (absent
+                    until the first episode / evaluation).
+checkpoint.pt,      load with ``torch.load(weights_only=True)`` and pass their checksum
+checkpoint.prev.pt, (absent until written; files without a checksum, saved by hand, only load).
+novice_final.pt,    Damaged checkpoints a resume set aside (``*.damaged-*``) are listed.
 novice_best.pt
 =================== =========================================================================
 """
@@ -35,7 +39,7 @@ from gatekit.errors import GatekitError, RunDirError
 __all__ = ["CheckItem", "RunCheck", "check_run"]
 
 Status = Literal["ok", "absent", "damaged", "missing"]
-_TORCH_FILES = ("checkpoint.pt", "novice_final.pt", "novice_best.pt")
+_TORCH_FILES = ("checkpoint.pt", "checkpoint.prev.pt", "novice_final.pt", "novice_best.pt")
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,57 @@ def _check_log(run_dir: Path) -> tuple[CheckItem, LogReport | None]:
     return CheckItem(name, "damaged" if report.damaged else "ok", "; ".join(parts)), report
 
 
+def _check_log_length(run_dir: Path, item: CheckItem, report: LogReport) -> CheckItem:
+    """A log that ends cleanly can still be short: records cut off at a frame boundary leave no
+    trace in the log itself, but the newest readable checkpoint says how many steps it saw."""
+    from gatekit.runs.integrity import load_sealed
+
+    for name in ("checkpoint.pt", "checkpoint.prev.pt"):
+        if not (run_dir / name).is_file():
+            continue
+        try:
+            seen = int(load_sealed(run_dir / name, what=name, fix="").get("log_steps", 0))
+        except (GatekitError, ValueError, TypeError):
+            continue
+        have = report.records + report.damaged_records
+        if have < seen:
+            return CheckItem(item.name, "damaged", f"{item.detail}; but {name} was trained on {seen} steps: "
+                                                   f"{seen - have} records at the end are gone (truncated or replaced)")
+        return item
+    return item
+
+
+def _csv_files() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    from gatekit.runs.logs import RunLogs
+
+    return ("progress.csv", RunLogs.EP_FIELDS), ("eval.csv", RunLogs.EVAL_FIELDS)
+
+
+def _check_csv(path: Path, fields: tuple[str, ...]) -> CheckItem:
+    import csv
+    import math
+
+    if not path.is_file():
+        return CheckItem(path.name, "absent", "not written yet")
+    try:
+        rows = list(csv.reader(path.read_bytes().decode().splitlines()))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        return CheckItem(path.name, "damaged", f"does not read as CSV ({_first_line(exc)})")
+    header = tuple(rows[0]) if rows else ()
+    if not header or header != fields[:len(header)]:  # columns are only ever appended: older runs have fewer
+        return CheckItem(path.name, "damaged", f"its header is not {','.join(fields)}")
+    for i, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            return CheckItem(path.name, "damaged", f"line {i} has {len(row)} fields, not {len(header)}")
+        for value in row:
+            try:
+                if value and math.isnan(float(value)) and value.lower() != "nan":
+                    raise ValueError
+            except ValueError:
+                return CheckItem(path.name, "damaged", f"line {i} holds {value[:20]!r}, not a number")
+    return CheckItem(path.name, "ok", f"{len(rows) - 1} rows")
+
+
 def _check_recipe(run_dir: Path) -> CheckItem:
     from gatekit.config import load_recipe
 
@@ -153,16 +208,72 @@ def _check_results(run_dir: Path) -> CheckItem:
 
 
 def _check_torch(path: Path) -> CheckItem:
+    aside = sorted(p.name for p in path.parent.glob(f"{path.name}.damaged-*"))
+    note = f"; {len(aside)} damaged cop{'ies' if len(aside) != 1 else 'y'} set aside by a resume ({', '.join(aside)})" \
+        if aside else ""
     if not path.is_file():
-        what = "before the first checkpoint" if path.name == "checkpoint.pt" else "until the run writes it"
-        return CheckItem(path.name, "absent", f"not written yet (absent {what})")
+        what = "before the first checkpoint" if path.name.startswith("checkpoint") else "until the run writes it"
+        return CheckItem(path.name, "absent", f"not written yet (absent {what}){note}")
     import torch
 
+    from gatekit.runs.integrity import SEAL_KEY, state_digest
+
     try:
-        torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # anything torch raises on a bad file is the finding itself
-        return CheckItem(path.name, "damaged", f"does not load with weights_only=True ({_first_line(exc)})")
-    return CheckItem(path.name, "ok", "loads with weights_only=True")
+        return CheckItem(path.name, "damaged", f"does not load with weights_only=True ({_first_line(exc)}){note}")
+    if not isinstance(obj, dict):
+        return CheckItem(path.name, "damaged", f"holds a {type(obj).__name__}, not a dict of tensors{note}")
+    stored = obj.pop(SEAL_KEY, None)
+    if stored is None:
+        return CheckItem(path.name, "ok", f"loads with weights_only=True (no checksum: not written by a run){note}")
+    if stored != state_digest(obj):
+        return CheckItem(path.name, "damaged", f"loads, but fails its checksum (changed after it was written){note}")
+    return CheckItem(path.name, "ok", f"loads with weights_only=True and passes its checksum{note}")
+
+
+def _expected(run_dir: Path, item: CheckItem) -> CheckItem:
+    """An absent file that the folder says was written is missing: ``checkpoint.pt`` when
+    ``checkpoint.prev.pt`` exists (it is made from it), ``novice_best.pt`` once an evaluation
+    was recorded, ``novice_final.pt`` when the run finished."""
+    if item.status != "absent":
+        return item
+    why = ""
+    if item.name == "checkpoint.pt" and (run_dir / "checkpoint.prev.pt").is_file():
+        why = "checkpoint.prev.pt exists, so it was written; resume falls back to checkpoint.prev.pt"
+    elif item.name == "checkpoint.prev.pt" and _has_previous(run_dir):
+        why = "checkpoint.pt says it was written (resume does not need it while checkpoint.pt is good)"
+    elif item.name in ("novice_best.pt", "novice_final.pt"):
+        try:
+            results = json.loads((run_dir / "results.json").read_bytes().decode())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            results = {}
+        if not isinstance(results, dict):
+            results = {}
+        if item.name == "novice_final.pt" and results.get("status") == "finished":
+            why = "results.json says the run finished, which writes it"
+        elif item.name == "novice_best.pt" and _evaluated(run_dir, results):
+            why = "the run recorded an evaluation, which writes it"
+    return CheckItem(item.name, "missing", f"not there, but {why}") if why else item
+
+
+def _has_previous(run_dir: Path) -> bool:
+    from gatekit.runs.integrity import load_sealed
+
+    try:
+        return bool(load_sealed(run_dir / "checkpoint.pt", what="checkpoint.pt", fix="").get("has_previous"))
+    except (GatekitError, OSError):
+        return False
+
+
+def _evaluated(run_dir: Path, results: dict[str, Any]) -> bool:
+    evals = results.get("evaluations")
+    if isinstance(evals, list) and evals:
+        return True
+    try:
+        return len((run_dir / "eval.csv").read_text().strip().splitlines()) > 1
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def check_run(run_dir: str | Path) -> RunCheck:
@@ -186,5 +297,8 @@ def check_run(run_dir: str | Path) -> RunCheck:
         raise RunDirError(f"'{p}' is not a gatekit run folder (no recipe.yaml or records.gkr); pass the folder "
                           f"printed by `gatekit train`")
     log_item, report = _check_log(p)
-    items = [log_item, _check_recipe(p), _check_results(p), *(_check_torch(p / n) for n in _TORCH_FILES)]
+    if report is not None and log_item.status == "ok":
+        log_item = _check_log_length(p, log_item, report)
+    items = [log_item, _check_recipe(p), _check_results(p), *(_expected(p, _check_torch(p / n)) for n in _TORCH_FILES),
+             *(_check_csv(p / n, fields) for n, fields in _csv_files())]
     return RunCheck(run_dir=p, items=tuple(items), log=report)

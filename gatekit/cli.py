@@ -1,7 +1,9 @@
 """``gatekit`` command line: parse, call the library, print a table.
 
-Every :class:`~gatekit.errors.GatekitError` (bad recipe, unknown name, unwritable folder, ...)
-is printed as one line on stderr with exit code 2, never a traceback.
+Every error (bad recipe, unknown name, unwritable folder, a component or plugin that raised,
+...) is printed as one line on stderr with exit code 2, never a traceback; ``gatekit
+--traceback ...`` (or ``GATEKIT_DEBUG=1``) prints the full trace first, for plugin authors.
+A run stopped by SIGINT / SIGTERM exits 130 / 143 after saving.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 import functools
 import json
 import math
+import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,31 +34,54 @@ stdout = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 
+def _debug() -> bool:
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx is not None else None
+    flag = bool(root is not None and isinstance(root.obj, dict) and root.obj.get("traceback"))
+    return flag or os.environ.get("GATEKIT_DEBUG", "") not in ("", "0")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())  # one line, whatever the exception carried
+    if isinstance(exc, GatekitError):
+        return text or type(exc).__name__
+    return (f"unexpected {type(exc).__name__}{': ' + text[:300] if text else ''} "
+            f"(run `gatekit --traceback ...` for the full trace)")
+
+
 def _clean_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except GatekitError as exc:
-            click.echo(f"gatekit: error: {exc}", err=True)
-            sys.exit(2)
         except KeyboardInterrupt:
             click.echo("gatekit: interrupted", err=True)
             sys.exit(130)
+        except click.ClickException:
+            raise  # click's own usage errors: click prints them
+        except Exception as exc:
+            if _debug():
+                traceback.print_exception(exc, file=sys.stderr)
+            click.echo(f"gatekit: error: {_one_line(exc)}", err=True)
+            sys.exit(2)
 
     return wrapper
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gatekit")
-def main() -> None:
+@click.option("--traceback", "show_traceback", is_flag=True,
+              help="On an error, print the full traceback before the one-line message (also GATEKIT_DEBUG=1).")
+@click.pass_context
+def main(ctx: click.Context, show_traceback: bool) -> None:
     """gatekit: pluggable intervention gates for interactive imitation learning."""
+    ctx.obj = {"traceback": show_traceback}
     import warnings
 
-    from gatekit.errors import RecipeWarning
+    from gatekit.errors import RecipeWarning, ResumeWarning
 
     def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
-        if issubclass(category, RecipeWarning):
+        if issubclass(category, (RecipeWarning, ResumeWarning)):
             click.echo(f"gatekit: warning: {message}", err=True)
         else:
             previous(message, category, *args, **kwargs)
@@ -148,6 +175,13 @@ def train(recipe: Path | None, seed: int | None, overrides: tuple[str, ...], out
         res = run_train(r, out=run_dir, progress=not no_progress)
     stdout.print(results_table(res, f"{res.recipe} (seed {res.seed}): {res.criterion} gate, {res.learner} learner"))
     stdout.print(f"run folder: {run_dir}")
+    from gatekit.runs.failures import exit_code
+
+    code = exit_code(res)
+    if code:
+        click.echo(f"gatekit: interrupted by {res.extra.get('signal', 'SIGINT')}; continue with: gatekit train "
+                   f"--resume {run_dir}", err=True)
+        sys.exit(code)
 
 
 @main.command("eval")

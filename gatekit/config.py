@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import re
 import types
 import typing
 import warnings
@@ -158,6 +159,14 @@ class Recipe:
     """A NaN/inf novice action: the expert acts on that step, or the run stops."""
     description: str = ""
 
+    def __post_init__(self) -> None:
+        # Checks across fields, and the name (a folder name), also for recipes built in code.
+        check_name("name", self.name)
+        b = self.budget
+        if isinstance(b, Budget) and b.warmup_steps > b.total_steps:
+            raise ConfigError(f"recipe: 'budget.warmup_steps' ({b.warmup_steps}) must be <= 'budget.total_steps' "
+                              f"({b.total_steps}): the novice would never act; lower it")
+
     def to_dict(self) -> dict[str, Any]:
         return _dump(self)
 
@@ -171,9 +180,133 @@ def _dump(obj: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
+# names
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+"""Recipe names become folder names (``runs/<name>-s<seed>-<time>``): letters, digits, ``.``,
+``_`` and ``-``, starting with a letter or digit, at most 100 characters. So a name can never
+climb out of the output root (``..``), hide (``.x``), look like an option (``-x``) or carry a
+path separator, a NUL or a control character."""
+
+
+def check_name(field_name: str, value: Any, *, kind: str = "recipe") -> str:
+    """``value`` if it is a safe name (:data:`NAME_PATTERN`), else a one-line ConfigError."""
+    if not isinstance(value, str) or not NAME_PATTERN.fullmatch(value):
+        shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise ConfigError(f"{kind}: '{field_name}' must be 1-100 letters, digits, '.', '_' or '-', starting with a "
+                          f"letter or digit (it names the run folder), got {shown}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# bounded YAML
+
+MAX_YAML_BYTES = 1 << 20
+"""The largest YAML file gatekit reads (recipes are a few KB)."""
+MAX_YAML_DEPTH = 64
+"""The deepest nesting of sections and lists, counting through aliases."""
+MAX_YAML_NODES = 100_000
+"""The most values a YAML document may hold once its aliases are expanded. Aliases are
+expanded by everything that walks a recipe (overrides, the loader, ``recipe.yaml``), so a
+kilobyte of nested aliases (a "billion laughs") would otherwise take forever."""
+
+
+def safe_load_bounded(text: str, *, what: str) -> Any:
+    """``yaml.safe_load(text)`` with bounds: at most :data:`MAX_YAML_BYTES`, nesting at most
+    :data:`MAX_YAML_DEPTH`, at most :data:`MAX_YAML_NODES` values with aliases expanded, no
+    recursive aliases, and no key twice in one mapping (YAML keeps the last silently).
+
+    Raises:
+        ConfigError: a bound is exceeded or a key repeats (one line naming ``what``).
+        yaml.YAMLError: the text is not YAML (callers name the line).
+    """
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_YAML_BYTES:
+        raise ConfigError(f"{what} is {size} bytes, more than the {MAX_YAML_BYTES} a recipe may have; "
+                          f"is it the right file?")
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):  # streaming: no recursion, no expansion
+        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise ConfigError(f"{what} nests sections or lists deeper than {MAX_YAML_DEPTH} levels "
+                                  f"(line {event.start_mark.line + 1}); flatten it")
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            depth -= 1
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_yaml_graph(node, what)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _check_yaml_graph(root: yaml.Node, what: str) -> None:
+    """Expanded size and depth of a composed YAML graph (aliases are shared nodes), computed
+    once per node without recursion; duplicate keys; recursive aliases."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    open_: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children = _yaml_children(node)
+        if done:
+            open_.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            depth[key] = (not isinstance(node, yaml.ScalarNode)) + max((depth[id(c)] for c in children), default=0)
+            if size[key] > MAX_YAML_NODES:
+                raise ConfigError(f"{what} expands to more than {MAX_YAML_NODES} values through its aliases "
+                                  f"(line {node.start_mark.line + 1}); write the values out or use fewer aliases")
+            if depth[key] > MAX_YAML_DEPTH:
+                raise ConfigError(f"{what} nests deeper than {MAX_YAML_DEPTH} levels through its aliases "
+                                  f"(line {node.start_mark.line + 1}); flatten it")
+            continue
+        if key in size:
+            continue
+        if key in open_:
+            raise ConfigError(f"{what} has a recursive alias (line {node.start_mark.line + 1}); a recipe is a tree")
+        open_.add(key)
+        if isinstance(node, yaml.MappingNode):
+            _check_duplicate_keys(node, what)
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_:
+                raise ConfigError(f"{what} has a recursive alias (line {child.start_mark.line + 1}); "
+                                  f"a recipe is a tree")
+            if id(child) not in size:
+                stack.append((child, False))
+
+
+def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_duplicate_keys(node: yaml.MappingNode, what: str) -> None:
+    seen: set[tuple[str, str]] = set()
+    for k, _ in node.value:
+        if not isinstance(k, yaml.ScalarNode) or k.tag == "tag:yaml.org,2002:merge":
+            continue  # a merge (<<) may be overridden by the mapping's own keys, by design
+        ident = (k.tag, k.value)
+        if ident in seen:
+            raise ConfigError(f"{what}: key '{k.value}' appears twice in one section (line {k.start_mark.line + 1}); "
+                              f"YAML would keep only the last: remove one")
+        seen.add(ident)
+
+
+# ---------------------------------------------------------------------------------------------
 # strict loading
 
 _RANGES: dict[str, tuple[float, float]] = {
+    "seed": (0, 2**63 - 1),
     "budget.total_steps": (1, math.inf),
     "budget.expert_steps": (0, math.inf),
     "budget.warmup_steps": (0, math.inf),
@@ -223,19 +356,25 @@ def load_yaml_dataclass(cls: type[T], path: str | Path, overrides: list[str] | t
 
 def read_yaml_mapping(path: str | Path, *, kind: str, example: str, fields: str,
                       prefix: str = "recipe") -> dict[str, Any]:
-    """Read ``path`` with ``yaml.safe_load``; anything but a YAML mapping is a one-line error
-    (starting with ``prefix:``, the command's word for the file)."""
+    """Read ``path`` with :func:`safe_load_bounded`; anything but a YAML mapping is a one-line
+    error (starting with ``prefix:``, the command's word for the file)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{prefix}: no such file '{path}'; give the path of a .yaml {kind} (see {example})")
     try:
-        raw = yaml.safe_load(path.read_text())
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:  # before reading it: a recipe is a few KB
+            raise ConfigError(f"{prefix}: '{path}' is {size} bytes, more than the {MAX_YAML_BYTES} a {kind} may have; "
+                              f"is it the right file?")
+        raw = safe_load_bounded(path.read_text(encoding="utf-8"), what=f"{prefix}: '{path}'")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{prefix}: '{path}' is not valid YAML{where}; fix the syntax") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{prefix}: '{path}' is not a text file; give a .yaml {kind}") from None
+    except OSError as exc:
+        raise ConfigError(f"{prefix}: cannot read '{path}' ({exc.strerror or type(exc).__name__})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{prefix}: '{path}' must hold a mapping of fields ({fields})")
     return raw
@@ -249,7 +388,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str] | tuple[str, ...])
         if not sep or not key.strip():
             raise ConfigError(f"--set: expected key=value, got '{item}' (e.g. --set budget.total_steps=5000)")
         try:
-            value = yaml.safe_load(text)
+            value = safe_load_bounded(text, what=f"--set {key.strip()}")
         except yaml.YAMLError:
             value = text
         parts = key.strip().split(".")
@@ -338,11 +477,17 @@ def _convert(tp: Any, value: Any, path: str, ranges: dict[str, tuple[float, floa
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _load_dataclass(tp, value, path, ranges)
     out = check_type(tp, value, path)
+    if path == "name":  # every kind of recipe: the name becomes a folder name
+        check_name(path, out)
     lo_hi = ranges.get(path)
     if lo_hi is not None and out is not None and not (lo_hi[0] <= out <= lo_hi[1]):
-        bound = f">= {lo_hi[0]:g}" if lo_hi[1] == math.inf else f"in [{lo_hi[0]:g}, {lo_hi[1]:g}]"
+        bound = f">= {_num(lo_hi[0])}" if lo_hi[1] == math.inf else f"in [{_num(lo_hi[0])}, {_num(lo_hi[1])}]"
         raise ConfigError(f"recipe: '{path}' must be {bound}, got {out}")
     return out
+
+
+def _num(x: float) -> str:
+    return "2**63-1" if x == 2**63 - 1 else f"{x:g}"
 
 
 def _load_component(value: Any, path: str) -> Component:

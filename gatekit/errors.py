@@ -31,6 +31,23 @@ class RunDirError(GatekitError, OSError):
     """The output folder is missing, unwritable, full, or not a gatekit run."""
 
 
+class EvaluationError(GatekitError, RuntimeError):
+    """An evaluation failed (its env or policy raised, or its worker process died); the run
+    stopped with its data saved and re-runs the evaluation on resume."""
+
+
+class RunFailed(GatekitError, RuntimeError):
+    """A component (env, expert, criterion, learner, a plugin) raised during a run. The message
+    names the component, its exception and the step; the run folder holds a checkpoint at the
+    failure and ``results.json`` with status ``failed``. The original exception is the
+    ``__cause__`` (``gatekit --traceback`` prints it)."""
+
+
+class ResumeWarning(UserWarning):
+    """Resuming took a fallback: a damaged checkpoint was set aside and the previous one (or
+    the record log alone) was used. Shown as one line on stderr."""
+
+
 def nearest(name: str, choices: Iterable[str]) -> str:
     """Return a `did you mean 'x'?` hint for ``name`` among ``choices`` (or a list of them)."""
     options = sorted(set(choices))

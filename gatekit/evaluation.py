@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ import numpy as np
 
 from gatekit.config import Component, build
 from gatekit.envs.base import METRICS_KEY
+from gatekit.errors import EvaluationError
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,7 @@ def run_episodes(env: Any, act: Callable[[Any], Any], episodes: int, *, on_episo
     out = []
     for i in range(first, first + episodes):
         obs, info = env.reset(seed=i)
+        _check_finite(obs, i, 0)
         if reset_actor is not None:
             reset_actor(i)
         ret, length = 0.0, 0
@@ -99,6 +102,7 @@ def run_episodes(env: Any, act: Callable[[Any], Any], episodes: int, *, on_episo
             obs, reward, terminated, truncated, info = env.step(act(obs))
             ret += float(reward)
             length += 1
+            _check_finite(obs, i, length, reward=ret)
             if terminated or truncated:
                 break
         ep = {"success": float(bool(info.get("is_success", False))), "return": ret, "length": float(length)}
@@ -109,6 +113,16 @@ def run_episodes(env: Any, act: Callable[[Any], Any], episodes: int, *, on_episo
         if on_episode is not None:
             on_episode(i)
     return out
+
+
+def _check_finite(obs: Any, episode: int, step: int, *, reward: float = 0.0) -> None:
+    """A test episode with a NaN/inf observation or return has no meaningful figures."""
+    arr = np.asarray(obs)
+    bad = np.issubdtype(arr.dtype, np.floating) and not bool(np.isfinite(arr).all())
+    if bad or not math.isfinite(reward):
+        what = "observation" if bad else "reward"
+        raise EvaluationError(f"the test env returned a non-finite {what} in test episode {episode} at step {step}; "
+                              f"fix the env or wrap it to sanitise its {what}s")
 
 
 def evaluate(env_comp: Component, actor: Any, episodes: int, *, expert_comp: Component | None = None,
@@ -137,6 +151,9 @@ def evaluate(env_comp: Component, actor: Any, episodes: int, *, expert_comp: Com
 def _worker_main(conn: Any, threads: int) -> None:
     import torch
 
+    # Ctrl-C reaches every process of the terminal's group: the run decides (it checkpoints,
+    # then closes this worker), so the worker must not die first and look like a crash.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     while True:
         msg = conn.recv()
@@ -151,7 +168,9 @@ def _worker_main(conn: Any, threads: int) -> None:
             result: Any = evaluate(env_comp, actor, episodes, expert_comp=expert_comp, first=first, on_episode=tick)
             conn.send((tag, "ok", result))
         except Exception as exc:  # reported to the parent, which decides
-            conn.send((tag, "error", f"{type(exc).__name__}: {exc}"))
+            text = (str(exc).splitlines() or [""])[0][:300]
+            conn.send((tag, "error", text if isinstance(exc, EvaluationError) else
+                       f"{type(exc).__name__}{': ' + text if text else ''}"))
 
 
 class EvalWorker:
@@ -185,14 +204,24 @@ class EvalWorker:
     def poll(self, *, block: bool = False, on_episode: Callable[[str, int], None] | None = None
              ) -> list[tuple[str, list[dict[str, float]]]]:
         """Finished evaluations; with ``block`` wait for all pending ones. ``on_episode(tag,
-        episodes_done)`` is called as the worker reports each finished episode."""
+        episodes_done)`` is called as the worker reports each finished episode.
+
+        Raises:
+            EvaluationError: an evaluation failed in the worker, or the worker died (killed,
+                out of memory); one line naming the evaluation.
+        """
         done = []
-        while self.pending and (block or self._conn.poll()):
-            if not self._proc.is_alive() and not self._conn.poll(1.0):
-                raise RuntimeError("the evaluation worker died; see its output above")
-            if block and not self._conn.poll(1.0):
-                continue
-            tag, status, payload = self._conn.recv()
+        while self.pending:
+            try:
+                if block:
+                    while not self._conn.poll(0.5):
+                        if not self._proc.is_alive():
+                            raise EOFError
+                elif not self._conn.poll():
+                    break
+                tag, status, payload = self._conn.recv()
+            except (EOFError, OSError):
+                raise EvaluationError(self._death()) from None
             if status == "episode":
                 self.episodes_done[tag] = self.episodes_done.get(tag, 0) + 1
                 if on_episode is not None:
@@ -201,9 +230,22 @@ class EvalWorker:
             self.pending.remove(tag)
             self.episodes_done.pop(tag, None)
             if status != "ok":
-                raise RuntimeError(f"evaluation '{tag}' failed in the worker: {payload}")
+                raise EvaluationError(f"evaluation '{tag}' failed in the evaluation worker: {payload}")
             done.append((tag, payload))
         return done
+
+    def _death(self) -> str:
+        self._proc.join(timeout=5)
+        code = self._proc.exitcode
+        if code is not None and code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with code {code}" if code is not None else "stopped answering"
+        tags = ", ".join(f"'{t}'" for t in self.pending) or "nothing"
+        return f"the evaluation worker (pid {self._proc.pid}) {how} while evaluating {tags}"
 
     def close(self) -> None:
         try:

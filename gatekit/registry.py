@@ -212,7 +212,7 @@ def _guarded(obj: Callable[..., Any], spec: str, kind: str, base: type, where: s
             made = obj(*args, **kwargs)
         except _ARGUMENT_ERRORS:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # SystemExit: a plugin calling sys.exit() must not end gatekit
             text = str(exc).splitlines()[0] if str(exc) else ""
             raise ConfigError(f"{where}plugin '{spec}' failed: {type(exc).__name__}{': ' + text if text else ''}") from exc
         if not isinstance(made, base):
@@ -246,7 +246,7 @@ def _import(spec: str, kind: str, where: str) -> Callable[..., Any]:
             f"{where}cannot import module '{module_name}' for {kind} '{spec}' ({exc.name} is not "
             f"installed; install the package that provides it)"
         ) from exc
-    except Exception as exc:  # a plugin module that raises on import: its code, its error, one line
+    except (Exception, SystemExit) as exc:  # a plugin module that raises (or exits) on import: one line
         text = str(exc).splitlines()[0] if str(exc) else ""
         raise ConfigError(f"{where}cannot import module '{module_name}' for {kind} '{spec}' "
                           f"({type(exc).__name__}{': ' + text if text else ''})") from exc

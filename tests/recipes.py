@@ -41,3 +41,52 @@ def fast_recipe(**over: Any) -> dict[str, Any]:
     if HAS_IMITATION:
         raw["learner"]["batches_per_update"] = 30
     return raw
+
+
+TINY = {
+    "name": "tiny", "seed": 0,
+    "env": {"id": "echo", "n_actions": 2, "horizon": 10},
+    "expert": {"id": "echo", "action": 1},
+    "criterion": {"id": "dagger", "beta": 0.4, "schedule": "constant", "query_every_step": False},
+    "learner": {"id": "mlp-bc", "hidden": [8], "update_every": 10, "iterations": 2, "first_iterations": 20,
+                "steps_per_iteration": 1, "batch_size": 32, "lr": 0.05},
+    "budget": {"total_steps": 300},
+    "eval": {"in_worker": False, "every_steps": 0, "episodes": 2, "final_episodes": 2, "expert_reference": False},
+    "log": {"tensorboard": False, "progress": False, "plots": False},
+    "data": {"checkpoint_every": 100},
+}
+
+
+def tiny_recipe(**over: Any) -> dict[str, Any]:
+    """A run of a few hundred steps that takes about a second: echo env and expert, a DAgger coin
+    (the expert acts and labels about 40% of the steps), a small mlp-bc novice; sections of
+    ``over`` merged in (components: replaced)."""
+    raw = yaml.safe_load(yaml.safe_dump(TINY))
+    for section, values in over.items():
+        if section not in ("env", "expert", "criterion", "learner") and isinstance(values, dict) \
+                and isinstance(raw.get(section), dict):
+            raw[section].update(values)
+        else:
+            raw[section] = values
+    return raw
+
+
+def stop_at(steps: int):
+    """An ``on_progress`` callback that interrupts the run (as Ctrl-C would) once it has made
+    ``steps`` steps: the run checkpoints and ends ``interrupted``."""
+
+    def callback(live: dict[str, Any]) -> None:
+        if live["steps"] >= steps:
+            raise KeyboardInterrupt
+
+    return callback
+
+
+def interrupted_run(out: Path, *, at: int = 200, **over: Any) -> Path:
+    """A tiny run (:func:`tiny_recipe` with ``over``) interrupted after ``at`` steps, in ``out``."""
+    from gatekit.config import load_recipe_dict
+    from gatekit.runs import train
+
+    res = train(load_recipe_dict(tiny_recipe(**over)), out=out, progress=False, on_progress=stop_at(at))
+    assert res.status == "interrupted", res
+    return out

@@ -20,7 +20,9 @@ from gatekit.config import load_recipe, load_recipe_dict
 from gatekit.data import read_log
 from gatekit.errors import ExpertError, GatekitError
 from gatekit.runs import train
-from tests.recipes import fast_recipe
+from tests.bad_inputs import BAD_OPTIONS, BAD_RECIPES
+from tests.damage import FILES, KINDS, make_base, random_damage, run_case
+from tests.recipes import fast_recipe, tiny_recipe
 
 
 def _start(args, cwd):
@@ -60,23 +62,6 @@ def test_sigkill_then_resume_keeps_every_record_once(tmp_path, trial):
     assert results["status"] == "finished" and results["total_steps"] == 2500 == len(after["step"])
     assert results["expert_steps"] == int(after["intervened"].sum())
     assert results["switches"] == int(after["switched"].sum())
-
-
-def test_sigterm_checkpoints_and_marks_the_run_interrupted(tmp_path):
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(yaml.safe_dump(fast_recipe(budget={"total_steps": 200000})))
-    run = tmp_path / "run"
-    proc = _start(["train", str(recipe), "--out", str(run), "--no-progress"], tmp_path)
-    log = run / "records.gkr"
-    deadline = time.time() + 60
-    while time.time() < deadline and (not log.exists() or read_log(log)[2]["records"] < 400):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=60)
-    results = json.loads((run / "results.json").read_text())
-    assert results["status"] == "interrupted"
-    assert results["total_steps"] == read_log(log)[2]["records"]
-    assert (run / "checkpoint.pt").is_file()
 
 
 FLAKY = '''
@@ -178,3 +163,50 @@ def test_mutated_recipes_fail_cleanly(tmp_path_factory, raw):
         assert len(lines) == 1 and lines[0].startswith("gatekit: error: "), res.stderr
     else:
         load_recipe(path)  # accepted recipes really are valid
+
+
+# --- bad input: every case is one clean line with exit code 2 -----------------------------------
+
+@pytest.mark.parametrize(("case", "text", "message"), BAD_RECIPES, ids=[c for c, _, _ in BAD_RECIPES])
+def test_bad_recipe_is_one_line(tmp_path, case, text, message):
+    path = tmp_path / "recipe.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    t0 = time.perf_counter()
+    res = CliRunner().invoke(main, ["train", str(path), "--dry-run", "--out", str(tmp_path / "run")])
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("gatekit: error: "), (res.stderr, res.exception)
+    assert message in lines[0], lines[0]
+    assert time.perf_counter() - t0 < 30  # bounded: no expansion, no recursion
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("case", "args", "message"), BAD_OPTIONS, ids=[c for c, _, _ in BAD_OPTIONS])
+def test_bad_option_is_one_line(tmp_path, case, args, message):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe()))
+    res = CliRunner().invoke(main, ["train", str(path), "--dry-run", *args])
+    lines = res.stderr.strip().splitlines()
+    assert res.exit_code == 2 and len(lines) == 1 and message in lines[0], (res.stderr, res.exception)
+
+
+def test_run_folders_never_leave_the_output_root(tmp_path):
+    from gatekit.runs.rundir import default_run_dir
+
+    assert default_run_dir("tiny", 0, root=tmp_path).parent == tmp_path
+    with pytest.raises(GatekitError, match="'name' must be"):
+        default_run_dir("../..", 0, root=tmp_path)
+
+
+# --- a finished run folder damaged at random: intact records read, damage reported, clean resume ---
+
+@pytest.fixture(scope="module")
+def damage_base(tmp_path_factory):
+    return make_base(tmp_path_factory.mktemp("damage") / "base")
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(file=st.sampled_from(FILES), kind=st.sampled_from(KINDS), seed=st.integers(0, 2**32 - 1))
+def test_property_random_damage_to_a_run_folder(damage_base, tmp_path_factory, file, kind, seed):
+    d = random_damage(random.Random(seed), damage_base, file=file, kind=kind)
+    out = run_case(damage_base, tmp_path_factory.mktemp("case"), d)
+    assert out.survived, (str(d), out.violations)

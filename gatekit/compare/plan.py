@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from gatekit.compare.spec import Comparison, check_only, override_list, recipe_path, slug
-from gatekit.config import Recipe, load_recipe, load_recipe_dict
+from gatekit.config import Recipe, load_recipe, load_recipe_dict, safe_load_bounded
 from gatekit.errors import ConfigError
 from gatekit.runs.results import RunResult
 
@@ -113,7 +113,7 @@ def recipe_changes(run_dir: Path, recipe: Recipe) -> list[str]:
     from gatekit.components import with_defaults
 
     try:
-        saved_raw = yaml.safe_load(path.read_text())
+        saved_raw = safe_load_bounded(path.read_text(encoding="utf-8"), what=f"'{path}'")
         saved = with_defaults(load_recipe_dict(saved_raw)).to_dict() if isinstance(saved_raw, dict) else {}
     except (yaml.YAMLError, ConfigError, OSError, UnicodeDecodeError):
         return ["recipe.yaml: unreadable"]

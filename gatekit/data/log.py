@@ -578,6 +578,19 @@ def _write_all(fd: int, data: bytes) -> int:
     return done
 
 
+def _link_new(tmp: Path, path: Path) -> None:
+    """Give the complete file ``tmp`` the name ``path`` only if no file has it: two runs
+    starting in one folder at once must not replace each other's log (``os.replace`` would)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here (some network or FAT mounts): exclusive rename is impossible
+        if path.exists():
+            raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
+        os.replace(tmp, path)
+
+
 def _lock(fd: int, path: Path) -> None:
     if fcntl is None:  # pragma: no cover
         return
@@ -690,14 +703,18 @@ class RecordLog:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, path)
+            _link_new(tmp, path)
+        except FileExistsError:
+            raise RunDirError(f"record log '{path}' already exists (another run created it just now); resume that "
+                              f"run or choose a new run folder") from None
         except OSError as exc:
+            raise _io_error(path, exc, doing="create", fix=None if exc.errno in _FULL + _DENIED else
+                            "check the run folder") from exc
+        finally:
             try:
                 os.unlink(tmp)
             except OSError:
                 pass
-            raise _io_error(path, exc, doing="create", fix=None if exc.errno in _FULL + _DENIED else
-                            "check the run folder") from exc
         fsync_dir(path.parent)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | _O_CLOEXEC | _O_BINARY)

@@ -39,7 +39,7 @@ from gatekit.learners.base import Learner
 from gatekit.policies import Policy, SB3Policy
 from gatekit.schedules import EveryKLabels
 from gatekit.types import Labels
-from gatekit.validate import one_of, positive
+from gatekit.validate import layer_sizes, one_of, positive
 
 if TYPE_CHECKING:
     from gatekit.data import RecordStore
@@ -64,6 +64,7 @@ class _ImitationBC:
 
         positive("batch_size", batch_size)
         positive("lr", lr)
+        net_arch = layer_sizes("net_arch", net_arch)
         self.labels: Labels = one_of("labels", labels, ("intervened", "queried"))
         policy = ActorCriticPolicy(observation_space, action_space, lr_schedule=lambda _: lr, net_arch=list(net_arch))
         # gatekit logs the run itself; imitation's own logger would print tables to stdout

@@ -7,10 +7,13 @@ module            what
                   :func:`~gatekit.runs.loop.validate`: act, step, observe, update, hooks
 ``hooks``         evaluation, checkpoint and progress cadences
 ``evaluator``     periodic, final and expert-reference evaluations; ``novice_best.pt``
-``checkpoint``    :class:`~gatekit.runs.checkpoint.RunState`, saving and restoring
+``checkpoint``    :class:`~gatekit.runs.checkpoint.RunState`, saving (two kept) and which
+                  checkpoint a resume may use (:func:`~gatekit.runs.checkpoint.resume_from`)
+``integrity``     checksums of ``.pt`` files; the digests of the log a checkpoint knows
+``failures``      how a run ends: status, the one-line error, what is saved, exit codes
 ``results``       :class:`~gatekit.runs.results.RunResult`: ``results.json``, typed
 ``logs``          ``progress.csv``, ``eval.csv``, TensorBoard
-``rundir``        run folder names, checks and atomic writes
+``rundir``        run folder names, checks, atomic writes, the disk reserve
 ``evaluate_saved`` ``gatekit eval``: a saved novice or an expert on the test split
 ``envs``          the envs a run steps: one in process, or ``env.n_envs`` worker processes
 ================= ==================================================================

@@ -116,7 +116,10 @@ class InProcessEnvs:
 
 def _worker_main(conn: Any, env_comp: Component, expert_comp: Component, seed: int) -> None:
     """An env and its expert, answering the parent's requests until ``close``."""
+    import signal
     import sys
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle: it stops, then closes us
 
     from gatekit.config import build
     from gatekit.envs import ENVS

@@ -12,10 +12,16 @@ The expert's reference never holds up the learning curve: in the worker it runs 
 :data:`EXPERT_PART` episodes (the same episodes, by seed), and a part is sent only while the
 worker has nothing else to do, so a periodic evaluation of the novice waits for one part at
 most. Parts still unsent at the end run after the final evaluation.
+
+Evaluations still running are part of the run's state too (``RunState.pending_evals``: what
+was submitted, and the novice's state then), so a checkpoint carries them and a resumed run
+submits them again (:meth:`Evaluator.resubmit`): a kill loses no evaluation. An evaluation
+that fails (its env raises, its worker dies) is an :class:`~gatekit.errors.EvaluationError`.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -25,12 +31,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gatekit.config import Recipe
+import gymnasium as gym
+import torch
+
+from gatekit.config import Recipe, build
+from gatekit.errors import EvaluationError, GatekitError
 from gatekit.evaluation import EvalWorker, evaluate, summarize
 from gatekit.runs.checkpoint import RunState
+from gatekit.runs.integrity import seal
 from gatekit.runs.logs import RunLogs
 from gatekit.runs.rundir import atomic_torch_save, atomic_write_bytes
 from gatekit.wrappers.intervention import Totals
+
+PERIODIC_PREFIX = "step-"
 
 EXPERT_TAG = "expert"
 FINAL_TAG = "final"
@@ -87,20 +100,50 @@ class Evaluator:
         """Evaluate the learner's current novice (or, with ``learner=None``, the expert)."""
         meta = {"tag": tag, "step": totals.steps, "expert_steps": totals.expert_steps, "switches": totals.switches,
                 "episodes": episodes}
-        snapshot = None if learner is None else learner.state_dict()
-        actor = None if learner is None else learner.policy()
-        expert_comp = self.recipe.expert if learner is None else None
+        # a copy: a module's state_dict shares storage with its live parameters
+        snapshot = None if learner is None else copy.deepcopy(learner.state_dict())
+        self._submit(meta, snapshot, None if learner is None else learner.policy())
+
+    def _submit(self, meta: dict[str, Any], snapshot: dict[str, Any] | None, actor: Any) -> None:
+        tag, episodes = meta["tag"], meta["episodes"]
+        expert_comp = self.recipe.expert if actor is None else None
         self._pending[tag] = (meta, snapshot)
+        self.state.pending_evals.append({"meta": meta, "snapshot": snapshot})
         if self.worker is not None:
             self.worker.submit(tag, self.recipe.env, actor, episodes, expert_comp=expert_comp)
-        else:
-            what = "final" if tag == FINAL_TAG else "expert" if tag == EXPERT_TAG else None
-            tick = None
-            if what is not None and self.on_episode is not None:
-                def tick(i: int, what: str = what, n: int = episodes) -> None:
-                    assert self.on_episode is not None
-                    self.on_episode(what, i + 1, n)
-            self._record(tag, evaluate(self.recipe.env, actor, episodes, expert_comp=expert_comp, on_episode=tick))
+            return
+        what = "final" if tag == FINAL_TAG else "expert" if tag == EXPERT_TAG else None
+        tick = None
+        if what is not None and self.on_episode is not None:
+            def tick(i: int, what: str = what, n: int = episodes) -> None:
+                assert self.on_episode is not None
+                self.on_episode(what, i + 1, n)
+        try:
+            episodes_out = evaluate(self.recipe.env, actor, episodes, expert_comp=expert_comp, on_episode=tick)
+        except GatekitError:
+            raise
+        except Exception as exc:
+            text = (str(exc).splitlines() or [""])[0][:200]
+            raise EvaluationError(f"evaluation '{tag}' failed: {type(exc).__name__}{': ' + text if text else ''} "
+                                  f"(env '{self.recipe.env.id}', test split); the run is saved and re-runs it on "
+                                  f"resume") from exc
+        self._record(tag, episodes_out)
+
+    def resubmit(self, observation_space: gym.Space, action_space: gym.Space) -> int:
+        """Submit again the periodic evaluations a resumed run's checkpoint had pending (the
+        final and the expert's are submitted anew by :meth:`final` and :meth:`expert_reference`);
+        returns how many."""
+        from gatekit.learners import LEARNERS
+
+        pending, self.state.pending_evals = self.state.pending_evals, []
+        again = [p for p in pending if str(p["meta"]["tag"]).startswith(PERIODIC_PREFIX) and p["snapshot"] is not None]
+        for p in again:
+            with torch.random.fork_rng(devices=[]):  # building a learner must not move the run's RNG
+                novice = build(LEARNERS, self.recipe.learner, "learner", observation_space=observation_space,
+                               action_space=action_space, seed=self.recipe.seed)
+            novice.load_state_dict(p["snapshot"])
+            self._submit(p["meta"], p["snapshot"], novice.policy())
+        return len(again)
 
     def expert_reference(self, totals: Totals) -> None:
         """The expert alone on the final evaluation's episodes, once per run (from the cache
@@ -219,6 +262,7 @@ class Evaluator:
 
     def _record(self, tag: str, episodes: list[dict[str, float]]) -> None:
         meta, snapshot = self._pending.pop(tag)
+        self.state.pending_evals = [p for p in self.state.pending_evals if p["meta"]["tag"] != tag]
         row = {**meta, **_stat_dict(episodes), "wall_seconds": self.wall()}
         self.state.evals.append(row)
         if tag == EXPERT_TAG:
@@ -229,7 +273,7 @@ class Evaluator:
         success = row["test_success"]["mean"]
         if snapshot is not None and success > self.state.best_success:
             self.state.best_success = success
-            atomic_torch_save(snapshot, self.run_dir / "novice_best.pt")
+            atomic_torch_save(seal(snapshot), self.run_dir / "novice_best.pt")
 
     def last_success(self) -> float:
         """The novice's test success at its latest evaluation (NaN before the first)."""

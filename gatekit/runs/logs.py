@@ -1,10 +1,20 @@
-"""What a run writes as it goes: CSV rows, TensorBoard scalars, and (optionally) W&B."""
+"""What a run writes as it goes: CSV rows, TensorBoard scalars, and (optionally) W&B.
+
+Each CSV row goes to the kernel when it is written (one ``write`` per row), so a killed run
+loses no row; a row cut short by the kill is dropped when the file is opened again. On resume
+``eval.csv`` is rewritten from the checkpoint's evaluations (:meth:`RunLogs.reset_evaluations`):
+evaluations that finished after the last checkpoint are run again, so keeping their rows would
+count them twice, and ``results.json`` and ``eval.csv`` always agree.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
+
+from gatekit.runs.rundir import atomic_write_bytes
 
 
 class RunLogs:
@@ -33,6 +43,7 @@ class RunLogs:
     def _writer(self, name: str, fields: tuple[str, ...]) -> csv.DictWriter:
         if name not in self._writers:
             path = self.run_dir / name
+            _drop_torn_row(path)
             new = not path.exists() or path.stat().st_size == 0
             fh = open(path, "a", newline="")
             w = csv.DictWriter(fh, fieldnames=list(fields), extrasaction="ignore")
@@ -43,6 +54,7 @@ class RunLogs:
 
     def episode(self, row: dict[str, Any]) -> None:
         self._writer("progress.csv", self.EP_FIELDS).writerow(row)
+        self._files["progress.csv"].flush()
         if self.tb is not None:
             step = row["step"]
             for k in ("return", "length", "takeover_rate", "switches"):
@@ -64,6 +76,21 @@ class RunLogs:
         if self.wandb is not None:
             self.wandb.log({**{f"eval/{k[5:]}": v for k, v in flat.items() if k.startswith("test_") and isinstance(v, float)},
                             "eval/expert_steps": row["expert_steps"]}, row["step"])
+
+    def reset_evaluations(self, rows: list[dict[str, Any]]) -> None:
+        """Rewrite ``eval.csv`` to hold exactly ``rows`` (the checkpoint's evaluations; rows
+        tagged ``expert`` are not part of it), atomically."""
+        fh = self._files.pop("eval.csv", None)
+        self._writers.pop("eval.csv", None)
+        if fh is not None:
+            fh.close()
+        buf = io.StringIO(newline="")
+        w = csv.DictWriter(buf, fieldnames=list(self.EVAL_FIELDS), extrasaction="ignore")
+        w.writeheader()
+        for row in rows:
+            if row.get("tag") != "expert":
+                w.writerow({k: (v["mean"] if isinstance(v, dict) else v) for k, v in row.items()})
+        atomic_write_bytes(self.run_dir / "eval.csv", buf.getvalue().encode())
 
     def scalars(self, metrics: dict[str, float], step: int) -> None:
         if self.tb is not None:
@@ -91,3 +118,14 @@ class RunLogs:
         if self.wandb is not None:
             self.wandb.close()
             self.wandb = None
+
+
+def _drop_torn_row(path: Path) -> None:
+    """Cut a last row that a kill left without its newline (the next row would join it)."""
+    try:
+        with open(path, "rb+") as fh:
+            data = fh.read()
+            if data and not data.endswith(b"\n"):
+                fh.truncate(data.rfind(b"\n") + 1)
+    except FileNotFoundError:
+        pass

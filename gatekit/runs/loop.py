@@ -9,7 +9,8 @@ file                what
 recipe.yaml         the resolved recipe (after ``--set`` overrides and ``--seed``)
 records.gkr         every step, expert-labelled ones durable as they happen (gatekit.data)
 checkpoint.pt       learner, criterion, RNG, schedules, evaluations (atomic; torch tensors
-                    and plain values only, loaded with ``weights_only=True``)
+                    and plain values only, loaded with ``weights_only=True``; sealed with a
+                    checksum); ``checkpoint.prev.pt``: the one before (runs.checkpoint)
 novice_final.pt     the learner's state at the end; ``novice_best.pt``: at its best evaluation
 progress.csv        one row per training episode
 eval.csv            one row per evaluation
@@ -22,7 +23,9 @@ Resume (:func:`train` with ``resume=RUN_DIR``): the record log is the truth. Cou
 expert-involved steps, queries, switches, episodes) are recomputed from it; the learner and the
 criterion come back from the last checkpoint; steps recorded after that checkpoint are kept
 and used by the next update; the interrupted episode is not continued (the simulator's state
-cannot be restored), the next one starts fresh.
+cannot be restored), the next one starts fresh. :mod:`gatekit.runs.checkpoint` says which
+checkpoint is used and what is refused; :mod:`gatekit.runs.failures` how a run ends (status,
+what is saved, exit codes).
 """
 
 from __future__ import annotations
@@ -41,23 +44,26 @@ from gatekit.config import Recipe, build, load_recipe
 from gatekit.criteria import CRITERIA
 from gatekit.data import RecordStore
 from gatekit.envs import ENVS
-from gatekit.errors import GatekitError, RunDirError
+from gatekit.errors import RunDirError
 from gatekit.experts import EXPERTS
 from gatekit.learners import LEARNERS
 from gatekit.runs.checkpoint import (
     CHECKPOINT_NAME,
+    Resumed,
     RunState,
-    load_checkpoint,
-    restore,
+    check_log_present,
+    resume_from,
     save_checkpoint,
 )
 from gatekit.runs.envs import EnvBatch, EnvWorkers, InProcessEnvs, StepOut, WorkerEnvs
 from gatekit.runs.evaluator import EXPERT_TAG, FINAL_TAG, Evaluator
+from gatekit.runs.failures import Ending, build_failed, close_run
 from gatekit.runs.hooks import CheckpointHook, EvaluationHook, Hook, ProgressHook
+from gatekit.runs.integrity import LogDigest
 from gatekit.runs.logs import RunLogs
 from gatekit.runs.results import EvalPoint, RunResult
 from gatekit.runs.rundir import (
-    atomic_torch_save,
+    DiskReserve,
     atomic_write_bytes,
     check_out_for_new_run,
     check_run_dir,
@@ -100,6 +106,9 @@ class Run:
         self.run_dir = run_dir
         self.resuming = resuming
         self.state = RunState()
+        self.resumed: Resumed | None = None
+        self.log_digest = LogDigest()
+        self.reserve = DiskReserve(run_dir, 4 * 2**20)
         self._t0 = time.perf_counter()
 
     @property
@@ -161,19 +170,39 @@ class Run:
                                      max_unsynced=sync.max_unsynced, sync_seconds=sync.sync_seconds)
 
     def restore(self) -> None:
-        """Counters from the record log; learner, criterion and state from the last checkpoint."""
+        """Counters from the record log; learner, criterion and state from the last good
+        checkpoint that matches the recipe and the log (:func:`~gatekit.runs.checkpoint.resume_from`).
+        ``episodes`` counts finished episodes, as a running run does (the interrupted one is not)."""
         counts = self.store.counts()
+        finished = int(np.count_nonzero(self.store.terminated | self.store.truncated))
         self.envs.restore(Totals(steps=counts["total_steps"], expert_steps=counts["expert_steps"],
                                  expert_queries=counts["expert_queries"], switches=counts["switches"],
-                                 episodes=counts["episodes"]), episodes=counts["episodes"])
-        ckpt = load_checkpoint(self.run_dir / CHECKPOINT_NAME)
-        if ckpt is not None:
-            self.state = restore(ckpt, learner=self.learner, criterion=self.criterion)
+                                 episodes=finished), episodes=counts["episodes"])
+        self.resumed = resume_from(self.run_dir, store=self.store, recipe=self.recipe, learner=self.learner,
+                                   criterion=self.criterion)
+        self.state = self.resumed.state
+
+    def start(self) -> None:
+        """Resume (restore, eval.csv as the checkpoint has it, pending evaluations again) or
+        begin (a first checkpoint, which records the recipe); then hold the disk reserve."""
+        if self.resuming:
+            self.restore()
+            self.evaluator.state = self.state
+            self.logs.reset_evaluations(self.state.evals)
+        self.evaluator.start()
+        if self.resuming:
+            self.evaluator.resubmit(self.store.observation_space, self.store.action_space)
+        else:
+            self.checkpoint()
+        size = (self.run_dir / CHECKPOINT_NAME).stat().st_size if (self.run_dir / CHECKPOINT_NAME).exists() else 0
+        self.reserve.size = max(self.reserve.size, 2 * size + 2**20)
+        self.reserve.hold()
 
     def checkpoint(self) -> None:
         self.store.sync()
-        save_checkpoint(self.run_dir / CHECKPOINT_NAME, records=len(self.store), learner=self.learner,
-                        criterion=self.criterion, state=dataclasses.replace(self.state, wall_seconds=self.wall()))
+        save_checkpoint(self.run_dir, store=self.store, digest=self.log_digest, recipe=self.recipe,
+                        learner=self.learner, criterion=self.criterion,
+                        state=dataclasses.replace(self.state, wall_seconds=self.wall()))
 
     # -- the loop ----------------------------------------------------------------------------------
     def update(self, *, learner: bool, criterion: bool) -> None:
@@ -235,18 +264,25 @@ class Run:
 
     # -- a whole run ---------------------------------------------------------------------------------
     def run(self, *, progress: bool, on_progress: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
-        """Build, resume if asked, train, evaluate; always write ``results.json`` and a checkpoint
-        when the loop stopped (finished or interrupted)."""
+        """Build, resume if asked, train, evaluate; then save what the ending calls for
+        (:mod:`gatekit.runs.failures`): never leaves the run ``running``."""
         from gatekit.components import with_defaults
         from gatekit.progress import RunProgress
         from gatekit.provenance import collect
 
         if not self.resuming:  # saved with every default written out: the run says all it used
             self.recipe = with_defaults(self.recipe)
-            atomic_write_bytes(self.run_dir / "recipe.yaml", yaml.safe_dump(self.recipe.to_dict(), sort_keys=False).encode())
         r = self.recipe
         torch.set_num_threads(1)
-        self.build()
+        try:
+            self.build()  # a new run claims its folder here: records.gkr is created exclusively
+        except BaseException as exc:
+            err = build_failed(exc, self)
+            if err is exc:
+                raise
+            raise err from exc
+        if not self.resuming:  # once the folder is ours: a run starting beside this one cannot overwrite it
+            atomic_write_bytes(self.run_dir / "recipe.yaml", yaml.safe_dump(r.to_dict(), sort_keys=False).encode())
         self.provenance = collect(expert=getattr(self, "expert", None),  # None: the experts live in env workers
                                   expert_id=r.expert.id, expert_kwargs=r.expert.kwargs)
         self._t0 = time.perf_counter()
@@ -262,51 +298,39 @@ class Run:
                 raise
         self.logs = RunLogs(self.run_dir, tensorboard=r.log.tensorboard, wandb=wandb)
         self.evaluator = Evaluator(r, self.run_dir, state=self.state, logs=self.logs, wall=self.wall)
-        status, error = "running", None
+        ending, stop = Ending(), StopFlag()
         try:
-            if self.resuming:
-                self.restore()
-                self.evaluator.state = self.state
             bar = RunProgress(total=r.budget.total_steps, enabled=progress, description=r.name, start=len(self.store))
             self.evaluator.on_episode = bar.phase
             with bar:
-                self.evaluator.start()
+                self.start()
+                ending.started = True
                 if r.eval.expert_reference:
                     self.evaluator.expert_reference(self.totals)
-                with StopFlag() as stop:
+                with stop:
                     progress_hook = ProgressHook(bar, on_progress)
                     self.loop(stop, [EvaluationHook(every=r.eval.every_steps, episodes=r.eval.episodes,
                                                     every_expert=r.eval.every_expert_steps),
                                      CheckpointHook(every=r.data.checkpoint_every), progress_hook])
                     bar.update(self.totals.steps, progress_hook.live(self))
-                    status = "interrupted" if stop.signal is not None else "finished"
-                if status == "finished":  # the bar stays, showing the final evaluation's episodes
-                    self.evaluator.final(self.totals, self.learner)
-                    bar.update(self.totals.steps, progress_hook.live(self))
-        except KeyboardInterrupt:
-            status = "interrupted"
-        except GatekitError as exc:
-            status, error = "failed", str(exc)
-            raise
+                    if stop.signal is None:  # the bar stays, showing the final evaluation's episodes
+                        stop.immediate = True  # a signal during the final evaluation stops it at once
+                        self.evaluator.final(self.totals, self.learner)
+                        bar.update(self.totals.steps, progress_hook.live(self))
+            if stop.signal is None:
+                ending.finished()
+            else:
+                ending.interrupted(stop.signal)
+        except BaseException as exc:
+            failure = ending.fail(exc, self, signum=stop.signal)
+            if failure is exc:
+                raise
+            if failure is not None:
+                raise failure from exc
         finally:
-            try:
-                self.store.sync()
-                if status != "running":
-                    self.checkpoint()
-                    if status == "finished":
-                        atomic_torch_save(self.learner.state_dict(), self.run_dir / "novice_final.pt")
-                result = self.result(status, error)
-                result.write(self.run_dir / "results.json")
-                self.logs.close()
-                if r.log.plots and status == "finished":
-                    from gatekit.plots import plot_run
-
-                    plot_run(self.run_dir)
-            finally:
-                self.logs.close()
-                self.evaluator.close()
-                self.store.close()
-                self.envs.close()
+            result = close_run(self, ending)
+        if ending.problems:  # saving at the end failed (e.g. the disk filled up): one line, exit 2
+            raise ending.problems[0]
         return result
 
     def result(self, status: str, error: str | None) -> RunResult:
@@ -379,6 +403,7 @@ def train(recipe: Recipe | None = None, *, out: Path | None = None, resume: Path
         recipe = load_recipe(run_dir / "recipe.yaml")
         if RunResult.read_status(run_dir) == "finished":
             raise RunDirError(f"run '{run_dir}' already finished; start a new run instead of --resume")
+        check_log_present(run_dir)
     else:
         if recipe is None:
             raise ValueError("train() needs a recipe or resume=RUN_DIR")

@@ -8,10 +8,17 @@ from typing import Any
 
 class StopFlag:
     """SIGINT/SIGTERM set a flag; the loop checkpoints and stops at the next step. A second
-    signal stops at once (KeyboardInterrupt)."""
+    signal stops at once (KeyboardInterrupt), and so does the first once :attr:`immediate` is
+    set (e.g. during the final evaluation, which has no step to stop at).
+
+    Attributes:
+        signal: the first signal received (None: none).
+        immediate: raise KeyboardInterrupt on the first signal.
+    """
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.immediate = False
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> StopFlag:
@@ -23,9 +30,10 @@ class StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
-        if self.signal is not None:  # second Ctrl-C: stop now
+        stop_now = self.signal is not None or self.immediate  # a second Ctrl-C: stop now
+        self.signal = self.signal or signum
+        if stop_now:
             raise KeyboardInterrupt
-        self.signal = signum
 
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():

@@ -102,6 +102,17 @@ def check_obs(obs: Any, step: int, episode: int) -> None:
                            f"fix the env or wrap it to sanitise observations")
 
 
+def in_space(action: Any, space: gym.Space) -> bool:
+    """Whether a cast action lies in ``space``. Box bounds are not enforced (controllers often
+    overshoot and envs clip); discrete and multi-discrete/binary actions must be valid indices."""
+    if isinstance(space, gym.spaces.Box):
+        return True
+    try:
+        return bool(space.contains(action))
+    except Exception:  # a space that cannot even check the value
+        return False
+
+
 class StepGate:
     """The per-env gate state machine shared by the single and vectorised wrappers."""
 
@@ -134,11 +145,23 @@ class StepGate:
                 f"expert {type(self.expert).__name__} raised {type(exc).__name__}: {exc} at step "
                 f"{self.totals.steps} (episode {self.episode}); every step before it is saved"
             ) from exc
-        action = cast_action(action, self.action_space)
+        try:
+            action = cast_action(action, self.action_space)
+        except (TypeError, ValueError) as exc:  # not even a number (a SpaceMismatchError says why itself)
+            if isinstance(exc, GatekitError):
+                raise
+            raise ExpertError(f"expert {type(self.expert).__name__} returned an unusable action at step "
+                              f"{self.totals.steps} (episode {self.episode}): {type(exc).__name__}: {exc}; every "
+                              f"step before it is saved") from exc
         if not is_finite(action):
             raise ExpertError(
                 f"expert {type(self.expert).__name__} returned a non-finite action at step "
                 f"{self.totals.steps} (episode {self.episode}); every step before it is saved"
+            )
+        if not in_space(action, self.action_space):
+            raise ExpertError(
+                f"expert {type(self.expert).__name__} returned action {action!r}, outside the action space "
+                f"{self.action_space}, at step {self.totals.steps} (episode {self.episode}); every step before it is saved"
             )
         return action
 

@@ -24,6 +24,7 @@ import torch
 from gatekit.nets import MiniGridCNN, is_image
 from gatekit.policies import Policy, SB3Policy
 from gatekit.types import Transition
+from gatekit.validate import layer_sizes
 
 if TYPE_CHECKING:
     from gatekit.data import RecordStore
@@ -49,7 +50,7 @@ class MiniGridExtractor(BaseFeaturesExtractor):  # type: ignore[misc,valid-type]
 def policy_kwargs_for(observation_space: gym.Space, net_arch: list[int] | None, *, cnn_features: int = 64,
                       default_arch: list[int]) -> dict[str, Any]:
     """SB3 ``policy_kwargs``: the hidden layers, and gatekit's CNN for image stacks."""
-    kwargs: dict[str, Any] = {"net_arch": list(net_arch) if net_arch is not None else list(default_arch)}
+    kwargs: dict[str, Any] = {"net_arch": layer_sizes("net_arch", net_arch if net_arch is not None else default_arch)}
     if is_image(observation_space):
         kwargs["features_extractor_class"] = MiniGridExtractor
         kwargs["features_extractor_kwargs"] = {"features": cnn_features}
