@@ -3,8 +3,9 @@
 The record log is the truth for every step; a checkpoint adds the learner's and the
 criterion's state (networks, optimisers, thresholds, schedules), torch's RNG, and the run's own
 bookkeeping (:class:`RunState`: evaluations so far, the best success, the next evaluation and
-checkpoint steps, wall time). It holds torch tensors and plain values only, written atomically
-and read back with ``torch.load(weights_only=True)``.
+checkpoint steps, wall time), and, when a person is the expert (the keyboard expert), the
+person's effort so far (``person``), which a resumed run adds its own to. It holds torch tensors
+and plain values only, written atomically and read back with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
@@ -49,16 +50,21 @@ class RunState:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def save_checkpoint(path: Path, *, records: int, learner: Any, criterion: Any, state: RunState) -> None:
-    """Write the checkpoint of a run whose log holds ``records`` records."""
-    atomic_torch_save({
+def save_checkpoint(path: Path, *, records: int, learner: Any, criterion: Any, state: RunState,
+                    person: Any | None = None) -> None:
+    """Write the checkpoint of a run whose log holds ``records`` records; ``person``: an expert
+    that reports a person's effort (``effort().state_dict()``), or None."""
+    ckpt = {
         "format": CHECKPOINT_FORMAT,
         "records": int(records),
         "learner": learner.state_dict(),
         "criterion": criterion.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "run": state.to_dict(),
-    }, path)
+    }
+    if person is not None:
+        ckpt["person"] = person.effort().state_dict()
+    atomic_torch_save(ckpt, path)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any] | None:
@@ -79,9 +85,13 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
     return ckpt
 
 
-def restore(ckpt: dict[str, Any], *, learner: Any, criterion: Any) -> RunState:
-    """Load a checkpoint into the learner, the criterion and torch's RNG; return its run state."""
+def restore(ckpt: dict[str, Any], *, learner: Any, criterion: Any, person: Any | None = None) -> RunState:
+    """Load a checkpoint into the learner, the criterion and torch's RNG, and the effort of the
+    earlier sessions into ``person`` (an expert with ``load_effort``, or None); return its run
+    state."""
     learner.load_state_dict(ckpt["learner"])
     criterion.load_state_dict(ckpt["criterion"])
     torch.set_rng_state(ckpt["torch_rng"])
+    if person is not None and "person" in ckpt:
+        person.load_effort(ckpt["person"])
     return RunState.from_dict(ckpt["run"])
