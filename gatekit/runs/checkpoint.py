@@ -53,7 +53,7 @@ class RunState:
 def save_checkpoint(path: Path, *, records: int, learner: Any, criterion: Any, state: RunState,
                     person: Any | None = None) -> None:
     """Write the checkpoint of a run whose log holds ``records`` records; ``person``: an expert
-    that reports a person's effort (``effort().state_dict()``), or None."""
+    that reports a person's effort (saved when ``effort()`` has ``state_dict()``), or None."""
     ckpt = {
         "format": CHECKPOINT_FORMAT,
         "records": int(records),
@@ -62,8 +62,9 @@ def save_checkpoint(path: Path, *, records: int, learner: Any, criterion: Any, s
         "torch_rng": torch.get_rng_state(),
         "run": state.to_dict(),
     }
-    if person is not None:
-        ckpt["person"] = person.effort().state_dict()
+    state_dict = getattr(person.effort(), "state_dict", None) if person is not None else None
+    if state_dict is not None:  # an effort without state_dict() is reported, not resumed
+        ckpt["person"] = state_dict()
     atomic_torch_save(ckpt, path)
 
 
@@ -92,6 +93,7 @@ def restore(ckpt: dict[str, Any], *, learner: Any, criterion: Any, person: Any |
     learner.load_state_dict(ckpt["learner"])
     criterion.load_state_dict(ckpt["criterion"])
     torch.set_rng_state(ckpt["torch_rng"])
-    if person is not None and "person" in ckpt:
-        person.load_effort(ckpt["person"])
+    load_effort = getattr(person, "load_effort", None)
+    if "person" in ckpt and load_effort is not None:
+        load_effort(ckpt["person"])
     return RunState.from_dict(ckpt["run"])
