@@ -122,6 +122,13 @@ def results_table(res: RunResult, title: str) -> Table:
     t.add_row("total steps", str(res.total_steps))
     t.add_row("switches", str(res.switches))
     t.add_row("expert queries", str(res.expert_queries))
+    person = res.person  # a person was the expert (keyboard)
+    if person:
+        lat = "-" if person.get("latency_median") is None else \
+            f"{person['latency_median']:.2f} / {person['latency_p90']:.2f}"
+        t.add_row("person: seconds in control / watching", f"{person['control_seconds']:.0f} / {person['watch_seconds']:.0f}")
+        t.add_row("person: help requests (response s, median / p90)", f"{person['help_requests']} ({lat})")
+        t.add_row("person: switches per minute", f"{person['switches_per_minute']:.2f}")
     first = ("success", "return", "route_completion")
     keys = [k for k in first if k in res.test] + sorted(k for k in res.test if k not in first)
     for key in keys:

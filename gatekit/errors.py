@@ -48,6 +48,11 @@ class ResumeWarning(UserWarning):
     the record log alone) was used. Shown as one line on stderr."""
 
 
+class PersonLeft(GatekitError):
+    """The person acting as the expert left (closed its window): the run stops as if
+    interrupted, with every label recorded so far kept; ``--resume`` continues it."""
+
+
 def nearest(name: str, choices: Iterable[str]) -> str:
     """Return a `did you mean 'x'?` hint for ``name`` among ``choices`` (or a list of them)."""
     options = sorted(set(choices))

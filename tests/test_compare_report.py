@@ -17,10 +17,10 @@ from gatekit.compare import run_comparison
 from gatekit.compare.plan import run_status
 from gatekit.compare.pool import Job, Outcome
 from gatekit.compare.report import markers, replace_block
-from tests.recipes import needs_rliable
 from gatekit.errors import GatekitError
 from gatekit.evaluation import Stat
 from gatekit.runs.results import EvalPoint, RunResult
+from tests.recipes import needs_rliable
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY = ROOT / "recipes" / "compare_toy.yaml"

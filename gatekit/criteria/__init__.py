@@ -13,6 +13,7 @@ CRITERIA.register("aim", "gatekit.criteria.aim:AIMCriterion", "AIM: learned prox
 CRITERIA.register("thrifty", "gatekit.criteria.thrifty:ThriftyCriterion", "Thrifty-DAgger: ensemble novelty + task-success risk, robot-gated")
 CRITERIA.register("ensemble", "gatekit.criteria.ensemble:EnsembleCriterion", "Ensemble-DAgger: novice acts only when close to the expert and confident")
 CRITERIA.register("hg", "gatekit.criteria.hg:HGDAggerCriterion", "HG-DAgger: human-gated by likelihood or action gap")
+CRITERIA.register("human", "gatekit.criteria.human:HumanCriterion", "human-gated by a person: their key press takes over and hands back (expert keyboard)")
 CRITERIA.register("safedagger", "gatekit.criteria.safedagger:SafeDAggerCriterion", "SafeDAgger: a classifier predicts when the novice is far from the expert")
 
 __all__ = ["CRITERIA", "Criterion", "action_gap"]

@@ -60,12 +60,16 @@ class Criterion(ABC):
         name: the registry name.
         needs_log_prob: the criterion calls ``ctx.expert_log_prob`` (the expert must provide it).
         human_gated: the expert watches every step (every step is an expert query).
+        needs_person: a person moves control with their own presses (the expert's
+            ``claim_control``, see :mod:`gatekit.wrappers.intervention`): the wrapper refuses
+            an expert without it.
         learns: the criterion trains on the records (:meth:`update` on its own schedule).
     """
 
     name: ClassVar[str] = ""
     needs_log_prob: bool = False
     human_gated: bool = False
+    needs_person: bool = False
     learns: bool = False
 
     def __init__(self) -> None:

@@ -23,6 +23,9 @@ on (step count and block digests, see :mod:`gatekit.runs.integrity`). Resuming
    counted).
 
 A refusal is one :class:`~gatekit.errors.RunDirError` line; nothing in the run folder changes.
+
+When a person is the expert (the keyboard expert), the checkpoint also holds the person's effort
+so far (``person``), which a resumed run adds its own to.
 """
 
 from __future__ import annotations
@@ -89,8 +92,10 @@ def recipe_identity(recipe: Recipe) -> dict[str, Any]:
 
 
 def save_checkpoint(run_dir: Path, *, store: RecordStore, digest: LogDigest, recipe: Recipe, learner: Any,
-                    criterion: Any, state: RunState) -> None:
+                    criterion: Any, state: RunState, person: Any | None = None) -> None:
     """Write ``checkpoint.pt`` (sealed, atomic), keeping the one before as ``checkpoint.prev.pt``.
+    ``person``: an expert that reports a person's effort (saved when ``effort()`` has
+    ``state_dict()``), or None.
 
     The new file is complete and fsynced before either name changes; a crash between the two
     renames leaves ``checkpoint.prev.pt`` (the newest) and no ``checkpoint.pt``, which
@@ -98,7 +103,7 @@ def save_checkpoint(run_dir: Path, *, store: RecordStore, digest: LogDigest, rec
     """
     log_steps = store.counts()["total_steps"]
     path, prev = run_dir / CHECKPOINT_NAME, run_dir / PREVIOUS_NAME
-    body = seal({
+    body: dict[str, Any] = {
         "format": CHECKPOINT_FORMAT,
         "has_previous": path.exists(),  # so that `gatekit check` knows checkpoint.prev.pt should be there
         "records": len(store),
@@ -109,7 +114,11 @@ def save_checkpoint(run_dir: Path, *, store: RecordStore, digest: LogDigest, rec
         "criterion": criterion.state_dict(),
         "torch_rng": torch.get_rng_state(),
         "run": state.to_dict(),
-    })
+    }
+    state_dict = getattr(person.effort(), "state_dict", None) if person is not None else None
+    if state_dict is not None:  # an effort without state_dict() is reported, not resumed
+        body["person"] = state_dict()
+    body = seal(body)
     tmp = run_dir / (CHECKPOINT_NAME + ".new")
     atomic_torch_save(body, tmp)
     if path.exists():
@@ -133,11 +142,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return ckpt
 
 
-def restore(ckpt: dict[str, Any], *, learner: Any, criterion: Any) -> RunState:
-    """Load a checkpoint into the learner, the criterion and torch's RNG; return its run state."""
+def restore(ckpt: dict[str, Any], *, learner: Any, criterion: Any, person: Any | None = None) -> RunState:
+    """Load a checkpoint into the learner, the criterion and torch's RNG, and the effort of the
+    earlier sessions into ``person`` (an expert with ``load_effort``, or None); return its run
+    state."""
     learner.load_state_dict(ckpt["learner"])
     criterion.load_state_dict(ckpt["criterion"])
     torch.set_rng_state(ckpt["torch_rng"])
+    load_effort = getattr(person, "load_effort", None)
+    if "person" in ckpt and load_effort is not None:
+        load_effort(ckpt["person"])
     return RunState.from_dict(ckpt["run"])
 
 
@@ -213,7 +227,8 @@ def _set_aside(path: Path) -> str:
     return dest.name
 
 
-def resume_from(run_dir: Path, *, store: RecordStore, recipe: Recipe, learner: Any, criterion: Any) -> Resumed:
+def resume_from(run_dir: Path, *, store: RecordStore, recipe: Recipe, learner: Any, criterion: Any,
+                person: Any | None = None) -> Resumed:
     """Choose and check the checkpoint to resume from (see the module docstring); load it into
     ``learner`` and ``criterion``.
 
@@ -233,7 +248,7 @@ def resume_from(run_dir: Path, *, store: RecordStore, recipe: Recipe, learner: A
             continue
         _check_recipe(ckpt, recipe, name, run_dir)
         check = verify_log(store, log_steps=int(ckpt["log_steps"]), blocks=ckpt["log_blocks"], source=name)
-        state = restore(ckpt, learner=learner, criterion=criterion)
+        state = restore(ckpt, learner=learner, criterion=criterion, person=person)
         aside = tuple(_set_aside(p) for p, _ in damaged)
         note = None
         if damaged or name != CHECKPOINT_NAME:

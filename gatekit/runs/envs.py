@@ -13,6 +13,10 @@ set of envs with the novice's actions, and get back, per env, the reward, the en
   only when the criterion reads its action (a round trip to that env's process). Records carry
   their env's index; step and episode ids are global, in env order within a batch, so a run is
   deterministic for a given ``n``.
+
+A person as the expert (the ``keyboard`` expert, a ``needs_person`` criterion such as ``human``)
+needs the one window of the run's own process and the wrapper's ``claim_control`` hook on every
+step: :class:`WorkerEnvs` refuses them (``env.n_envs: 1`` runs them).
 """
 
 from __future__ import annotations
@@ -108,7 +112,11 @@ class InProcessEnvs:
         self.wrapper.restore(totals, episodes=episodes)
 
     def close(self) -> None:
-        self.wrapper.close()
+        """Close the expert, then the env (MetaDrive's close quits pygame, an expert's window with it)."""
+        try:
+            self.wrapper.expert.close()
+        finally:
+            self.wrapper.close()
 
 
 # -- worker processes ---------------------------------------------------------------------------
@@ -135,7 +143,7 @@ def _worker_main(conn: Any, env_comp: Component, expert_comp: Component, seed: i
     if "torch" in sys.modules:  # an expert on torch: one thread per process (the envs run side by side)
         sys.modules["torch"].set_num_threads(1)
     conn.send(("ready", (env.observation_space, env.action_space, bool(getattr(expert, "has_log_prob", False)),
-                         dict(env.metadata))))
+                         callable(getattr(expert, "claim_control", None)), dict(env.metadata))))
     handlers: dict[str, Callable[..., Any]] = {
         "reset": lambda seed: env.reset(seed=seed),
         "step": lambda action: env.step(action),
@@ -155,7 +163,10 @@ def _worker_main(conn: Any, env_comp: Component, expert_comp: Component, seed: i
     except (EOFError, KeyboardInterrupt):  # the parent went away or was interrupted
         pass
     finally:
-        env.close()
+        try:
+            expert.close()  # before the env: an expert's window may share the simulator's display
+        finally:
+            env.close()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -191,7 +202,7 @@ class EnvWorkers:
         except BaseException:
             self.close()
             raise
-        self.observation_space, self.action_space, self.has_log_prob, self.metadata = ready[0]
+        self.observation_space, self.action_space, self.has_log_prob, self.has_person, self.metadata = ready[0]
 
     def _receive(self, i: int) -> Any:
         try:
@@ -259,6 +270,12 @@ class WorkerEnvs:
 
     def __init__(self, workers: EnvWorkers, criterion: Any, store: Any, *, warmup_steps: int = 0,
                  on_nonfinite: str = "expert", info_key: str = "gatekit") -> None:
+        if criterion.needs_person:
+            raise GatekitError(f"criterion '{criterion.name}' is gated by a person at a window, which env worker "
+                               f"processes cannot show; set env.n_envs: 1")
+        if workers.has_person:
+            raise GatekitError("the expert is a person at a window, which env worker processes cannot show; "
+                               "set env.n_envs: 1")
         if criterion.needs_log_prob and not workers.has_log_prob:
             raise GatekitError(f"criterion '{criterion.name}' needs an expert with log_prob(); this expert has none "
                                f"(use criterion 'action-gap' instead)")

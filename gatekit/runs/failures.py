@@ -8,7 +8,8 @@ status       when, and what is saved
 finished     the budget was spent and the final evaluation succeeded: ``novice_final.pt``,
              checkpoint, ``results.json``
 interrupted  SIGINT / SIGTERM (or Ctrl-C): checkpoint and ``results.json`` (with ``signal``);
-             the CLI exits 130 / 143
+             the CLI exits 130 / 143. A person closing the expert's window
+             (:class:`~gatekit.errors.PersonLeft`) too, without ``signal``; exit 130
 failed       anything raised: the checkpoint at the failure and ``results.json`` with the
              error; the CLI prints that one line and exits 2. A failed final evaluation is
              ``failed`` too, so ``--resume`` runs it again
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 
-from gatekit.errors import EvaluationError, GatekitError, RunDirError, RunFailed
+from gatekit.errors import EvaluationError, GatekitError, PersonLeft, RunDirError, RunFailed
 from gatekit.runs.integrity import seal
 from gatekit.runs.rundir import atomic_torch_save, is_disk_full
 
@@ -107,6 +108,9 @@ class Ending:
         """Record ``exc``; returns the exception the run raises (None: end normally, interrupted)."""
         if isinstance(exc, KeyboardInterrupt):
             self.interrupted(signum)
+            return None
+        if isinstance(exc, PersonLeft):  # the person closed the expert's window: a deliberate stop
+            self.status = "interrupted"
             return None
         self.status = "failed"
         self.disk_full = is_disk_full(exc)

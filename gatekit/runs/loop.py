@@ -8,9 +8,10 @@ file                what
 =================== =====================================================================
 recipe.yaml         the resolved recipe (after ``--set`` overrides and ``--seed``)
 records.gkr         every step, expert-labelled ones durable as they happen (gatekit.data)
-checkpoint.pt       learner, criterion, RNG, schedules, evaluations (atomic; torch tensors
-                    and plain values only, loaded with ``weights_only=True``; sealed with a
-                    checksum); ``checkpoint.prev.pt``: the one before (runs.checkpoint)
+checkpoint.pt       learner, criterion, RNG, schedules, evaluations, a person's effort
+                    (atomic; torch tensors and plain values only, loaded with
+                    ``weights_only=True``; sealed with a checksum); ``checkpoint.prev.pt``: the
+                    one before (runs.checkpoint)
 novice_final.pt     the learner's state at the end; ``novice_best.pt``: at its best evaluation
 progress.csv        one row per training episode
 eval.csv            one row per evaluation
@@ -26,11 +27,17 @@ and used by the next update; the interrupted episode is not continued (the simul
 cannot be restored), the next one starts fresh. :mod:`gatekit.runs.checkpoint` says which
 checkpoint is used and what is refused; :mod:`gatekit.runs.failures` how a run ends (status,
 what is saved, exit codes).
+
+A person as the expert (the keyboard expert): closing its window stops the run as Ctrl-C does
+(status ``interrupted``, every label kept, resumable); the person's effort goes into
+``results.json`` (``person``) and the checkpoint, and a resumed run adds its own to it. The
+expert is closed before the env at the end (MetaDrive's close quits pygame, the window too).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,7 +51,7 @@ from gatekit.config import Recipe, build, load_recipe
 from gatekit.criteria import CRITERIA
 from gatekit.data import RecordStore
 from gatekit.envs import ENVS
-from gatekit.errors import RunDirError
+from gatekit.errors import ConfigError, RunDirError
 from gatekit.experts import EXPERTS
 from gatekit.learners import LEARNERS
 from gatekit.runs.checkpoint import (
@@ -140,11 +147,20 @@ class Run:
                                                warmup_steps=r.budget.warmup_steps)
             self.envs = InProcessEnvs(self.wrapper)
         except BaseException:
-            self.env.close()
+            try:
+                if getattr(self, "expert", None) is not None:
+                    self.expert.close()  # a person's window, say, when the gate refused that expert
+            finally:
+                self.env.close()
             raise
 
     def _build_workers(self, *, records: bool) -> None:
         r = self.recipe
+        expert_cls = EXPERTS.get(r.expert.id, field="expert.id")
+        if inspect.isclass(expert_cls) and callable(getattr(expert_cls, "claim_control", None)):
+            # refused before any worker opens a window (WorkerEnvs refuses any other person too)
+            raise ConfigError(f"env.n_envs: expert '{r.expert.id}' is a person at a window, which env worker "
+                              f"processes cannot show; set env.n_envs: 1")
         workers = EnvWorkers(r.env.factory(), r.expert, r.env.n_envs, seed=r.seed)
         try:
             self._build_gate_parts(workers.observation_space, workers.action_space, records=records)
@@ -179,7 +195,7 @@ class Run:
                                  expert_queries=counts["expert_queries"], switches=counts["switches"],
                                  episodes=finished), episodes=counts["episodes"])
         self.resumed = resume_from(self.run_dir, store=self.store, recipe=self.recipe, learner=self.learner,
-                                   criterion=self.criterion)
+                                   criterion=self.criterion, person=self.person())
         self.state = self.resumed.state
 
     def start(self) -> None:
@@ -202,7 +218,13 @@ class Run:
         self.store.sync()
         save_checkpoint(self.run_dir, store=self.store, digest=self.log_digest, recipe=self.recipe,
                         learner=self.learner, criterion=self.criterion,
-                        state=dataclasses.replace(self.state, wall_seconds=self.wall()))
+                        state=dataclasses.replace(self.state, wall_seconds=self.wall()), person=self.person())
+
+    def person(self) -> Any | None:
+        """The expert when it is a person who reports their effort (the keyboard expert), else
+        None (also with ``env.n_envs > 1``, which refuses a person)."""
+        expert = getattr(self, "expert", None)
+        return expert if callable(getattr(expert, "effort", None)) else None
 
     # -- the loop ----------------------------------------------------------------------------------
     def update(self, *, learner: bool, criterion: bool) -> None:
@@ -343,6 +365,7 @@ class Run:
         report = getattr(self.store, "log_report", None)
         if report is not None and not report.clean:
             extra["record_log"] = report.to_dict()
+        person = self.person()
         return RunResult(
             status=status, recipe=r.name, seed=r.seed, env=r.env.id, expert=r.expert.id, criterion=r.criterion.id,
             learner=r.learner.id, total_steps=t.steps, expert_steps=t.expert_steps, expert_queries=t.expert_queries,
@@ -353,7 +376,8 @@ class Run:
                                    metrics={k[5:]: v["mean"] for k, v in e.items() if k.startswith("test_")},
                                    episodes=int(e.get("episodes", 0)), tag=str(e.get("tag", "")))
                          for e in evals if e["tag"] != EXPERT_TAG],
-            error=error, provenance=getattr(self, "provenance", {}), extra=extra)
+            error=error, provenance=getattr(self, "provenance", {}),
+            person=person.effort().as_dict() if person is not None else None, extra=extra)
 
 
 def _stats(row: dict[str, Any] | None) -> dict[str, Any]:

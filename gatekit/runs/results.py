@@ -101,6 +101,9 @@ class RunResult:
     provenance: dict[str, Any] = field(default_factory=dict)
     """What the run was made with (:func:`gatekit.provenance.collect`): the expert's id, class
     and files with their sha256, package versions, gatekit's git commit."""
+    person: dict[str, Any] | None = None
+    """A person's effort when a person was the expert (the keyboard expert): plain values, see
+    docs/results.md; None otherwise."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Further top-level fields, kept as they are (e.g. the record log's damage report)."""
     schema: str = RESULTS_SCHEMA
@@ -134,6 +137,8 @@ class RunResult:
         out["evaluations"] = [e.to_json() for e in self.evaluations]
         if self.provenance:
             out["provenance"] = self.provenance
+        if self.person is not None:
+            out["person"] = dict(self.person)
         out.update(self.extra)
         if self.error is not None:
             out["error"] = self.error
@@ -146,7 +151,7 @@ class RunResult:
             raise ValueError("results.json must hold a JSON object")
         known = {"schema", "status", "recipe", "seed", "env", "expert", "criterion", "learner", "total_steps",
                  "expert_steps", "expert_queries", "switches", "episodes", "takeover_rate", "wall_seconds",
-                 "records_recovered_torn_bytes", "evaluations", "error", "provenance"}
+                 "records_recovered_torn_bytes", "evaluations", "error", "provenance", "person"}
         try:
             return cls(
                 schema=str(d.get("schema", RESULTS_SCHEMA)), status=str(d["status"]), recipe=str(d["recipe"]),
@@ -160,6 +165,7 @@ class RunResult:
                 evaluations=[EvalPoint.from_json(e) for e in d.get("evaluations", [])],
                 error=d.get("error"),
                 provenance=dict(d.get("provenance") or {}),
+                person=_person(d.get("person")),
                 extra={k: v for k, v in d.items()
                        if k not in known and not k.startswith("test_") and not k.startswith("expert_test_")},
             )
@@ -215,3 +221,11 @@ def _stat(v: Any) -> Stat:
     if isinstance(v, dict):
         return Stat(float(v["mean"]), float(v["std"]), float(v["ci95"]), int(v["n"]))
     return Stat(float(v), math.nan, math.nan, 1)
+
+
+def _person(v: Any) -> dict[str, Any] | None:
+    if v is None:
+        return None
+    if not isinstance(v, dict):
+        raise ValueError(f"'person' must be an object, got {type(v).__name__}")
+    return dict(v)

@@ -22,6 +22,26 @@ episode        dict, last step only: ``length``, ``expert_steps``, ``expert_quer
                ``switches``, ``takeover_rate`` (= expert_steps / length)
 ============== ========================================================================
 
+A person as the expert (:mod:`gatekit.experts.keyboard`). Two optional expert methods let a
+person move control themselves; experts without them are gated by the criterion alone:
+
+* ``claim_control(obs, *, expert_in_control, watched) -> bool | None``, called on every step
+  before the criterion, except while the expert is forced to act (warm-up, ``force_expert``, a
+  non-finite novice action); ``watched`` is the criterion's ``human_gated``. True: the expert
+  acts (the person takes or keeps control), False: the novice acts (the person hands back),
+  None: the criterion decides. A claim replaces the criterion's decision on that step (it is
+  not asked; ``score`` is then NaN).
+* ``effort()``, whose ``as_dict()`` is copied into ``info["gatekit"]["person"]`` on every step
+  (the person's time in control, help requests, response latencies, ...; absent for other
+  experts, so not in the table above).
+
+A criterion with ``needs_person = True`` (``human``) refuses an expert without
+``claim_control``.
+
+For LeRobot's human-in-the-loop consumers, the top level of ``info`` also carries
+``is_intervention`` (= ``intervened``) and, on intervened steps, ``action_intervention`` (the
+executed expert action).
+
 Non-finite values. An observation with NaN/inf from the env raises :class:`GatekitError`
 (no gate can decide on it). A non-finite novice action is never executed: the expert takes
 over for that step (``on_nonfinite="expert"``, the default) or the wrapper raises
@@ -66,6 +86,7 @@ K_EXPERT_ACTION = "expert_action"
 K_SCORE = "score"
 K_EPISODE_STEP = "episode_step"
 K_EPISODE = "episode"
+K_PERSON = "person"  # only with an expert that reports a person's effort (see the docstring)
 
 INFO_KEYS = (K_INTERVENED, K_SWITCHED, K_HANDED_BACK, K_EXPERT_QUERIED, K_NOVICE_ACTION,
              K_EXECUTED_ACTION, K_EXPERT_ACTION, K_SCORE, K_EPISODE_STEP, K_EPISODE)
@@ -179,6 +200,14 @@ class StepGate:
                                f"set on_nonfinite='expert' to let the expert act instead")
         return self.context(obs, novice_action), ok
 
+    def claim(self, obs: Any, *, watched: bool) -> bool | None:
+        """A person's own claim on this step: the expert acts (True), the novice acts (False),
+        or None, no claim (an expert without ``claim_control`` never claims)."""
+        claim_control = getattr(self.expert, "claim_control", None)
+        if claim_control is None:
+            return None
+        return claim_control(obs, expert_in_control=self.expert_in_control, watched=watched)
+
     def resolve(self, ctx: GateContext, decision: Decision, novice_ok: bool) -> tuple[Any, dict[str, Any]]:
         """Apply a decision: update who is in control and return (executed_action, info)."""
         was_expert = self.expert_in_control
@@ -239,6 +268,11 @@ def check_components(env: gym.Env, expert: Expert, criterion: Criterion) -> None
         raise TypeError(f"expert must be a gatekit Expert (with act(obs)), got {type(expert).__name__}")
     check_spaces(f"expert {type(expert).__name__}", getattr(expert, "observation_space", None),
                  getattr(expert, "action_space", None), env.observation_space, env.action_space)
+    if criterion.needs_person and not callable(getattr(expert, "claim_control", None)):
+        raise GatekitError(
+            f"criterion '{criterion.name}' is gated by a person, and {type(expert).__name__} has no person "
+            f"to claim control; use expert 'keyboard'"
+        )
     if criterion.needs_log_prob and not getattr(expert, "has_log_prob", False):
         raise GatekitError(
             f"criterion '{criterion.name}' needs an expert with log_prob(); "
@@ -341,8 +375,12 @@ class InterventionWrapper(gym.Wrapper):
             raise GatekitError("step() called before reset() or after the episode ended; call reset() first")
         gate = self.gate
         ctx, ok = gate.prepare(self._obs, action)
-        if self.force_expert or gate.totals.steps < self.warmup_steps or not ok:
+        forced = self.force_expert or gate.totals.steps < self.warmup_steps or not ok
+        claim = None if forced else gate.claim(self._obs, watched=self.criterion.human_gated)
+        if forced:
             decision = Decision(expert_acts=True)  # the expert takes or keeps control
+        elif claim is not None:
+            decision = Decision(expert_acts=claim)  # the person moved control themselves
         else:
             decision = self.criterion.decide(ctx)
         executed, ginfo = gate.resolve(ctx, decision, ok)
@@ -359,6 +397,12 @@ class InterventionWrapper(gym.Wrapper):
             self.criterion.end_episode()
             self._needs_reset = True
         self._obs = obs
+        effort = getattr(self.expert, "effort", None)
+        if effort is not None:
+            ginfo[K_PERSON] = effort().as_dict()
         info = dict(info)
         info[self.info_key] = ginfo
+        info["is_intervention"] = ginfo[K_INTERVENED]
+        if ginfo[K_INTERVENED]:
+            info["action_intervention"] = executed
         return obs, reward, terminated, truncated, info

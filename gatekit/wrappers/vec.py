@@ -5,7 +5,9 @@ decides for the whole batch at once (:meth:`Criterion.decide_batch`, which learn
 override to run their networks once per batch). ``infos[i]["gatekit"]`` has the same schema
 as the single-env wrapper's. Experts that read privileged simulator state need the sub-envs
 in this process (``DummyVecEnv``); with ``SubprocVecEnv`` only experts that act on the
-observation work.
+observation work. A person (an expert with ``claim_control``, such as ``keyboard``, or a
+criterion with ``needs_person``, such as ``human``) gates one env at a time: the single-env
+wrapper takes them, this one refuses them.
 
 Example:
     >>> from stable_baselines3.common.vec_env import DummyVecEnv
@@ -30,6 +32,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from gatekit.criteria.base import Criterion
+from gatekit.errors import GatekitError
 from gatekit.experts.base import Expert
 from gatekit.types import Decision, GateContext
 from gatekit.wrappers.intervention import K_EPISODE, StepGate, Totals, check_components
@@ -55,6 +58,13 @@ class InterventionVecWrapper(VecEnvWrapper):
             raise ValueError(f"experts: need one expert per env ({venv.num_envs}), got {len(experts)}")
         if stores is not None and len(stores) != venv.num_envs:
             raise ValueError(f"stores: need one store per env ({venv.num_envs}), got {len(stores)}")
+        if criterion.needs_person:
+            raise GatekitError(f"criterion '{criterion.name}' is gated by a person, who watches one env; "
+                               f"use InterventionWrapper on a single env")
+        person = next((i for i, e in enumerate(experts) if callable(getattr(e, "claim_control", None))), None)
+        if person is not None:
+            raise GatekitError(f"experts[{person}]: {type(experts[person]).__name__} is a person, who gates one env; "
+                               f"use InterventionWrapper on a single env")
         sub_envs = getattr(venv, "envs", None)
         for i, expert in enumerate(experts):
             check_components(venv, expert, criterion)  # type: ignore[arg-type]
