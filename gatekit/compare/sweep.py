@@ -29,7 +29,7 @@ import yaml
 
 from gatekit.compare.pool import Backend
 from gatekit.compare.spec import Comparison, MethodSpec, slug
-from gatekit.config import Recipe, check_kwargs, load_recipe
+from gatekit.config import Recipe, load_recipe
 from gatekit.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -38,9 +38,7 @@ if TYPE_CHECKING:
 Grid = list[tuple[str, list[Any]]]
 """The sweep's axes: (dotted recipe field, its values), in the order given."""
 
-# what gatekit passes to each component itself (a grid may not set these)
-_SECTIONS = {"env": ("split", "seed"), "expert": ("env",), "criterion": (),
-             "learner": ("observation_space", "action_space", "seed")}
+_SECTIONS = ("env", "expert", "criterion", "learner")  # components: their arguments are checked too
 
 
 def split_values(text: str) -> list[str]:
@@ -174,16 +172,10 @@ def check_point(recipe_path: Path, point: Sequence[tuple[str, Any]], extra: Sequ
 
 
 def _check_component(recipe: Recipe, section: str) -> None:
-    from gatekit.criteria import CRITERIA
-    from gatekit.envs import ENVS
-    from gatekit.experts import EXPERTS
-    from gatekit.learners import LEARNERS
+    from gatekit.runs.components import check_arguments
 
-    registry = {"env": ENVS, "expert": EXPERTS, "criterion": CRITERIA, "learner": LEARNERS}[section]
-    comp = getattr(recipe, section)
-    kwargs = dict(comp.kwargs)
     try:
-        check_kwargs(registry.get(comp.id, field=f"{section}.id"), kwargs, section, provided=_SECTIONS[section])
+        check_arguments(recipe, section)
     except ConfigError as exc:
         raise ConfigError(f"sweep: --grid: {str(exc).removeprefix('recipe: ')}") from None
 
