@@ -127,8 +127,10 @@ def test_cli_option_errors(tmp_path):
     assert r.exit_code == 2 and "--seeds" in r.output
     r = runner.invoke(main, ["compare", str(TOY), "--only", "AIM", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "--only 'AIM'" in r.output
-    r = runner.invoke(main, ["sweep", "--help"])
-    assert r.exit_code == 0 and "comparison" in r.output
+    r = runner.invoke(main, ["compare", str(TOY), "--seeds", "0-1,1", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "seed 1 is given twice" in r.output
+    r = runner.invoke(main, ["compare", "--help"])
+    assert r.exit_code == 0 and "--backend" in r.output
 
 
 def test_plan_applies_overrides_in_order_and_is_seed_major(tmp_path):

@@ -38,6 +38,8 @@ module           what
 ``spec``         the comparison recipe and its strict loader
 ``plan``         (method, seed) -> recipe and folder; skip, resume, refuse stale folders
 ``pool``         how runs execute: the ``Backend`` interface, local processes, progress
+``ray_pool``     the same runs as Ray tasks, on this machine or a cluster (``gatekit[ray]``)
+``sweep``        a recipe under a grid of settings x seeds, as a comparison
 ``stats``        intervals and probability of improvement (rliable)
 ``summary``      rows from ``RunResult``, per-method figures, the table
 ``report``       ``results.csv``, ``table.md``, plots, the markdown page
@@ -114,6 +116,18 @@ def run_comparison(path: str | Path, *, out: str | Path | None = None, workers: 
         ConfigError: bad input, or run folders made from other recipes, found before any run starts.
     """
     comp, base = load_comparison(path)
+    command = _command(path, out, seeds, overrides, report) if report is not None else ""
+    return run_loaded(comp, base, out=out, workers=workers, seeds=seeds, only=only, overrides=overrides,
+                      progress=progress, redo_changed=redo_changed, report=report, backend=backend, command=command)
+
+
+def run_loaded(comp: Comparison, base: Path, *, out: str | Path | None = None, workers: int | None = None,
+               seeds: list[int] | None = None, only: tuple[str, ...] = (), overrides: tuple[str, ...] = (),
+               progress: bool = True, redo_changed: bool = False, report: str | Path | None = None,
+               backend: Backend | None = None, command: str = "") -> ComparisonResult:
+    """:func:`run_comparison` of a comparison built in code (a sweep's grid, a script);
+    ``base`` is the folder its relative recipe paths start from, ``command`` the command line
+    the report page shows."""
     out_dir = Path(out) if out is not None else Path("runs") / comp.name
     n_workers = workers if workers is not None else (comp.workers or default_workers())
     if n_workers < 1:
@@ -133,13 +147,29 @@ def run_comparison(path: str | Path, *, out: str | Path | None = None, workers: 
     plots = rep.write_plots(comp, summary, rows, every, out_dir)
     files = [rep.write_csv(rows, out_dir / "results.csv"), rep.write_table_md(comp, summary, out_dir / "table.md"), *plots]
     if report is not None:
-        command = _command(path, out, seeds, overrides, report)
         files += rep.write_report(Path(report), comp, summary, plots, command=command)
     chosen = {r.run_dir for r in runs}
     failed = [f"{r.method} seed {r.seed}: {r.status} {r.error}".strip() for r in rows
               if r.status != "finished" and r.run_dir in chosen]
     return ComparisonResult(out_dir, len(pending), len(runs) - len(pending), failed, *make_table(summary),
                             *poi_table(summary), files=files)
+
+
+def make_backend(kind: str, *, workers: int | None = None, address: str | None = None, cpus_per_run: float = 1.0,
+                 resources: dict[str, float] | None = None) -> Backend | None:
+    """The backend a command line names: ``local`` (None: :func:`run_loaded` sizes the pool)
+    or ``ray`` (:class:`~gatekit.compare.ray_pool.RayBackend`; ``workers`` caps the runs
+    submitted at once)."""
+    if kind == "local":
+        if address is not None:
+            raise ConfigError("--address joins a Ray cluster; add --backend ray")
+        return None
+    if kind == "ray":
+        from gatekit.compare.ray_pool import RayBackend, import_ray
+
+        import_ray()  # say it is missing before planning anything
+        return RayBackend(address=address, cpus_per_run=cpus_per_run, resources=resources, max_in_flight=workers)
+    raise ConfigError(f"--backend: '{kind}' is not a backend; valid: local, ray")
 
 
 def _write_resolved(comp: Comparison, base: Path, out_dir: Path, *, seeds: list[int] | None,
@@ -171,5 +201,5 @@ def _command(path: str | Path, out: str | Path | None, seeds: list[int] | None, 
 
 __all__ = [
     "Backend", "Comparison", "ComparisonResult", "LocalProcesses", "MethodSpec", "PlannedRun", "load_comparison",
-    "make_table", "mean_curve", "plan", "run_comparison", "slug", "steps_to_reach", "summarize",
+    "make_backend", "make_table", "mean_curve", "plan", "run_comparison", "run_loaded", "slug", "steps_to_reach", "summarize",
 ]

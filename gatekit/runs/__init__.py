@@ -16,6 +16,7 @@ module            what
 ``rundir``        run folder names, checks, atomic writes, the disk reserve
 ``evaluate_saved`` ``gatekit eval``: a saved novice or an expert on the test split
 ``envs``          the envs a run steps: one in process, or ``env.n_envs`` worker processes
+``components``    a recipe's component arguments checked without building the components
 ================= ==================================================================
 """
 
