@@ -1,6 +1,8 @@
-"""The ceiling of the MetaDrive experiments: the shipped PPO expert alone on the held-out maps.
+"""The ceiling of the MetaDrive experiments: an expert alone on the held-out maps.
 
-Prints, for the deterministic and/or the stochastic expert, the success rate, route
+The expert is any registered one (``--expert``, default the shipped PPO ``metadrive-ppo``)
+with its arguments (``--expert-arg key=value``, values read as YAML); ``--mode`` sets its
+``deterministic`` argument. Prints, for the deterministic and/or the stochastic expert, the success rate, route
 completion, return, crash rate (any collision during the episode) and out-of-road rate, each as
 the mean and a 95% interval (Wilson for the rates, normal approximation otherwise), and the env's
 speed with and without the expert queried at every step (physics only, no rendering).
@@ -15,6 +17,8 @@ map). Rates are given over the steps alone and with the resets included.
 
 Example:
     nice -n 10 .venv/bin/python bench/metadrive_ceiling.py --episodes 50 --mode both
+    nice -n 10 .venv/bin/python bench/metadrive_ceiling.py --expert metadrive-idm --mode det \
+        --expert-arg lane_change=false
 """
 
 from __future__ import annotations
@@ -24,13 +28,17 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import yaml  # noqa: E402
+
+from gatekit.config import Component, build  # noqa: E402
 from gatekit.envs.metadrive import make_metadrive_env  # noqa: E402
-from gatekit.experts.metadrive import MetaDrivePPOExpert  # noqa: E402
+from gatekit.experts import EXPERTS  # noqa: E402
 
 METRICS = ("success", "route_completion", "return", "crash", "out_of_road", "length")
 
@@ -53,13 +61,14 @@ def interval(values: list[float], *, rate: bool = False) -> tuple[float, float, 
 
 
 def run_expert(split: str, deterministic: bool, episodes: int, *, record: bool = False,
-               progress: bool = True) -> tuple[list[dict[str, float]], list[list[np.ndarray]], int, float, float]:
+               progress: bool = True, expert_id: str = "metadrive-ppo", expert_args: dict[str, Any] | None = None) -> tuple[list[dict[str, float]], list[list[np.ndarray]], int, float, float]:
     """Run the expert for ``episodes`` episodes (seeds 0..N-1) and return per-episode metrics,
     the actions of each episode (if ``record``), the number of steps, the seconds spent in
     steps and expert queries, and the seconds spent in resets."""
     env = make_metadrive_env(split=split, seed=0)
     try:
-        expert = MetaDrivePPOExpert(env=env, deterministic=deterministic)
+        comp = Component(id=expert_id, kwargs={**(expert_args or {}), "deterministic": deterministic})
+        expert = build(EXPERTS, comp, "expert", env=env)
         results, actions, steps, seconds, reset_seconds = [], [], 0, 0.0, 0.0
         for i in range(episodes):
             start = time.perf_counter()
@@ -137,21 +146,34 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps-per-s-episodes", type=int, default=5,
                         help="episodes driven (then replayed) to time the env; 0 skips the speed test")
     parser.add_argument("--quiet", action="store_true", help="no per-episode lines on stderr")
+    parser.add_argument("--expert", default="metadrive-ppo", help="a registered expert id (default: metadrive-ppo)")
+    parser.add_argument("--expert-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="an argument of the expert (repeatable; the value is read as YAML)")
     args = parser.parse_args(argv)
     if args.episodes < 1 or args.steps_per_s_episodes < 0:
         parser.error("--episodes must be >= 1 and --steps-per-s-episodes >= 0")
+    expert_args: dict[str, Any] = {}
+    for item in args.expert_arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            parser.error(f"--expert-arg: expected KEY=VALUE, got {item!r}")
+        expert_args[key] = yaml.safe_load(value)
+    if "deterministic" in expert_args:
+        parser.error("--expert-arg: set deterministic with --mode det|stoch")
+    which = {"expert_id": args.expert, "expert_args": expert_args}
 
     modes = {"det": [True], "stoch": [False], "both": [True, False]}[args.mode]
-    print(f"MetaDrive PPO expert ceiling: split={args.split}, episodes={args.episodes}, mode={args.mode}")
+    print(f"MetaDrive expert ceiling: expert={args.expert} {expert_args}, split={args.split}, "
+          f"episodes={args.episodes}, mode={args.mode}")
     for deterministic in modes:
         start = time.perf_counter()
-        results, *_ = run_expert(args.split, deterministic, args.episodes, progress=not args.quiet)
+        results, *_ = run_expert(args.split, deterministic, args.episodes, progress=not args.quiet, **which)
         report("deterministic" if deterministic else "stochastic", results)
         print(f"  (wall time {time.perf_counter() - start:.0f} s)", flush=True)
 
     if args.steps_per_s_episodes:
         n = args.steps_per_s_episodes
-        _, actions, steps_e, secs_e, reset_e = run_expert(args.split, True, n, record=True, progress=False)
+        _, actions, steps_e, secs_e, reset_e = run_expert(args.split, True, n, record=True, progress=False, **which)
         steps_p, secs_p, reset_p = replay(args.split, actions)
         print(f"speed over {n} deterministic-expert episodes ({steps_e} steps; fresh process, so resets "
               "include building each map once):")

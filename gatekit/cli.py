@@ -380,26 +380,41 @@ def _seed_list(seeds: str | None) -> list[int] | None:
 
 
 @main.command("train-expert")
-@click.argument("recipe", type=click.Path(path_type=Path))
+@click.argument("recipe", type=click.Path(path_type=Path), required=False)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe field, e.g. --set total_timesteps=20000 (repeatable).")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (default runs/<name>-s<seed>-<time>).")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,
+              help="Continue the interrupted run in this folder from its last checkpoint (no RECIPE; --set may raise total_timesteps).")
 @click.option("--workers", type=int, default=None, help="Parallel env processes (default: the recipe's n_envs, else one per core).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @_clean_errors
-def train_expert_cmd(recipe: Path, overrides: tuple[str, ...], out: Path | None, workers: int | None, no_progress: bool) -> None:
+def train_expert_cmd(recipe: Path | None, overrides: tuple[str, ...], out: Path | None, resume_dir: Path | None,
+                     workers: int | None, no_progress: bool) -> None:
     """Train an SB3 PPO expert from an expert RECIPE (e.g. recipes/ppo_expert_metadrive.yaml),
-    save expert.zip and evaluate it on the held-out test split."""
-    from gatekit.expert_training import load_expert_recipe, train_expert
+    save expert.zip and evaluate it on the held-out test split. The run writes checkpoints;
+    `--resume DIR` continues a run that was interrupted."""
+    from gatekit.errors import ConfigError
+    from gatekit.expert_training import load_expert_recipe, resume_expert, train_expert
     from gatekit.runs.rundir import default_run_dir
 
-    r = load_expert_recipe(recipe, [*overrides, *([f"n_envs={workers}"] if workers is not None else [])])
-    run_dir = out if out is not None else default_run_dir(r.name, r.seed)
-    res = train_expert(r, out=run_dir, progress=not no_progress)
+    sets = [*overrides, *([f"n_envs={workers}"] if workers is not None else [])]
+    if resume_dir is not None:
+        if recipe is not None or out is not None:
+            raise ConfigError("train-expert: --resume DIR continues the run in DIR with its own recipe; drop RECIPE and --out")
+        res = resume_expert(resume_dir, sets, progress=not no_progress)
+    else:
+        if recipe is None:
+            raise ConfigError("train-expert: give an expert RECIPE (e.g. recipes/ppo_expert_cartpole.yaml), or --resume DIR")
+        r = load_expert_recipe(recipe, sets)
+        run_dir = out if out is not None else default_run_dir(r.name, r.seed)
+        res = train_expert(r, out=run_dir, progress=not no_progress)
     t = Table(title=f"{res['name']}: {res['algo']} expert on {res['env']} (seed {res['seed']})", header_style="bold")
     t.add_column("figure")
     t.add_column("value", justify="right")
     t.add_row("timesteps (env processes)", f"{res['timesteps']} ({res['n_envs']})")
     t.add_row("training time (s) / steps per s", f"{res['train_seconds']:.1f} / {res['steps_per_second']:.0f}")
+    if res["resumed_from"]:
+        t.add_row("resumed at (timesteps)", ", ".join(str(n) for n in res["resumed_from"]))
     t.add_row("training success / return (last 100 episodes)", f"{fmt_stat(res['train_success'])} / {fmt_stat(res['train_return'], 1)}")
     for key, stat in res["test"].items():
         t.add_row(f"test {key} (mean ± std, n={stat['n']})", fmt_stat(stat))

@@ -13,6 +13,7 @@ EXPERTS.register("cartpole-pd", "gatekit.experts.classic:CartPoleExpert", "PD co
 EXPERTS.register("echo", "gatekit.experts.classic:EchoExpert", "returns a fixed action (tests)")
 EXPERTS.register("keyboard", "gatekit.experts.keyboard:KeyboardExpert", "a person at the keyboard: a window shows the env, keys are actions (pygame)")
 EXPERTS.register("metadrive-ppo", "gatekit.experts.metadrive:MetaDrivePPOExpert", "the PPO driving expert shipped in the metadrive wheel")
+EXPERTS.register("metadrive-idm", "gatekit.experts.metadrive_idm:MetaDriveIDMExpert", "MetaDrive's rule-based IDM driver (privileged; fixed-Gaussian likelihood)")
 EXPERTS.register("minigrid-planner", "gatekit.experts.minigrid:MiniGridPlannerExpert", "shortest path over the true grid, opens doors")
 EXPERTS.register("sb3", "gatekit.experts.sb3:sb3_zip", "any stable-baselines3 model zip (2.x, 1.x, forks), loaded without unpickling")
 EXPERTS.register("sb3-policy", "gatekit.experts.sb3:sb3_state_dict", "a bare SB3 policy.pth state dict (architecture read from its shapes)")
