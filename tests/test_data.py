@@ -676,6 +676,30 @@ def test_schema_mismatch_names_other_env(tmp_path: Path) -> None:
     assert path.read_bytes() == content
 
 
+def test_a_log_of_another_record_layout_says_so_not_another_env(tmp_path: Path, monkeypatch) -> None:
+    # a log written before a column was added (the `env` column came with parallel envs) has the
+    # same spaces: the error must say "another gatekit version", not "another env" with two equal spaces
+    path = tmp_path / "r.gkr"
+    fill(path, 3)[0].close()
+    content = path.read_bytes()
+    import gatekit.data.store as store_mod
+    from gatekit.data.log import make_schema
+
+    current = store_mod.record_schema
+
+    def newer(obs, act):
+        schema = current(obs, act)
+        return make_schema([(f["name"], np.dtype(f["dtype"]), tuple(f["shape"])) for f in schema["fields"]]
+                                     + [("later", np.float32, ())], spaces=schema["spaces"],
+                                     expert_action_fill=schema["expert_action_fill"])
+
+    monkeypatch.setattr(store_mod, "record_schema", newer)
+    with pytest.raises(RunDirError, match=r"another record layout \(columns later differ\).*another gatekit version") as exc:
+        RecordStore.open(path, BOX, DISC)
+    assert str(path) in one_line(exc) and "belongs to another env" not in one_line(exc)
+    assert path.read_bytes() == content
+
+
 def test_existing_log_is_never_overwritten_and_locked(tmp_path: Path) -> None:
     path = tmp_path / "r.gkr"
     store, _ = fill(path, 3)

@@ -179,6 +179,15 @@ class RecordStore:
         p = Path(path)
 
         def check(found: dict[str, Any]) -> None:
+            if found.get("spaces") == schema["spaces"] and found.get("fields") != schema["fields"]:
+                def names(fields: Any) -> set[str]:
+                    return {str(f.get("name")) if isinstance(f, dict) else str(f) for f in fields or []}
+
+                diff = sorted(names(found.get("fields")) ^ names(schema["fields"]))
+                raise RunDirError(
+                    f"record log '{p}' has another record layout (columns {', '.join(diff) or 'in another order'} "
+                    f"differ): it was written by another gatekit version; read it with that version, or start a "
+                    f"new run folder (the file was not changed)")
             if found.get("fields") != schema["fields"] or found.get("spaces") != schema["spaces"]:
                 have = found.get("spaces") or {}
                 raise RunDirError(

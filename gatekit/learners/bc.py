@@ -169,9 +169,16 @@ class MLPBCLearner(Learner):
         if len(obs) == 0:
             return {}
         iterations = self.first_iterations if self.updates == 0 else self.iterations
-        loss = self.trainer.fit(as_obs_tensor(obs), as_action_tensor(actions, self.action_space), iterations)
+        obs_t, act_t = as_obs_tensor(obs), as_action_tensor(actions, self.action_space)
+        loss = self.trainer.fit(obs_t, act_t, iterations)
         self.updates += 1
-        return {"bc/loss": loss, "bc/labels": float(len(obs))}
+        out = {"bc/loss": loss, "bc/labels": float(len(obs))}
+        if self.actor.discrete:
+            # How well the novice fits its own labels: an underfit novice (too few Adam steps for
+            # its learning rate) shows here long before its test success does.
+            with torch.no_grad():
+                out["bc/train_accuracy"] = float((self.actor(obs_t).argmax(-1) == act_t).float().mean())
+        return out
 
     # -- checkpoints -------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
