@@ -362,7 +362,7 @@ def defaults_of(fn: Any, provided: tuple[str, ...] = ()) -> dict[str, Any]:
 
     import yaml
 
-    from gatekit.config import check_type
+    from gatekit.arguments import check_type
 
     try:
         sig = inspect.signature(fn)

@@ -4,7 +4,8 @@ A recipe names the env, the expert, the criterion and the learner by registry na
 every other key of those four sections is a keyword argument of that component, checked
 against its constructor. Everything else is a typed field below: an unknown key, a missing
 required key or a value of the wrong type is a :class:`~gatekit.errors.ConfigError` with one
-line naming the field (``budget.total_steps``) and the fix.
+line naming the field (``budget.total_steps``) and the fix. The YAML is read with bounds by
+:mod:`gatekit.yaml_safety`; component arguments are checked by :mod:`gatekit.arguments`.
 
 Example:
     >>> recipe = load_recipe_dict({
@@ -24,10 +25,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import re
-import types
 import typing
 import warnings
 from dataclasses import dataclass, field
@@ -36,7 +35,18 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from gatekit.errors import ConfigError, GatekitError, RecipeWarning, missing_extra, nearest
+from gatekit.arguments import build, check_kwargs, check_type, value_kind
+from gatekit.errors import ConfigError, RecipeWarning, nearest
+from gatekit.yaml_safety import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES, safe_load_bounded
+
+__all__ = [
+    "Component", "EnvComponent", "Budget", "EvalConfig", "LogConfig", "DataConfig", "Recipe",
+    "NAME_PATTERN", "COMPONENT_SECTIONS", "check_name", "load_recipe", "load_recipe_dict", "load_dataclass",
+    "load_yaml_dataclass", "read_yaml_mapping", "apply_overrides",
+    # re-exported from their own modules, so callers of gatekit.config keep working
+    "check_type", "check_kwargs", "build",  # gatekit.arguments
+    "safe_load_bounded", "MAX_YAML_BYTES", "MAX_YAML_DEPTH", "MAX_YAML_NODES",  # gatekit.yaml_safety
+]
 
 T = TypeVar("T")
 
@@ -199,110 +209,6 @@ def check_name(field_name: str, value: Any, *, kind: str = "recipe") -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# bounded YAML
-
-MAX_YAML_BYTES = 1 << 20
-"""The largest YAML file gatekit reads (recipes are a few KB)."""
-MAX_YAML_DEPTH = 64
-"""The deepest nesting of sections and lists, counting through aliases."""
-MAX_YAML_NODES = 100_000
-"""The most values a YAML document may hold once its aliases are expanded. Aliases are
-expanded by everything that walks a recipe (overrides, the loader, ``recipe.yaml``), so a
-kilobyte of nested aliases (a "billion laughs") would otherwise take forever."""
-
-
-def safe_load_bounded(text: str, *, what: str) -> Any:
-    """``yaml.safe_load(text)`` with bounds: at most :data:`MAX_YAML_BYTES`, nesting at most
-    :data:`MAX_YAML_DEPTH`, at most :data:`MAX_YAML_NODES` values with aliases expanded, no
-    recursive aliases, and no key twice in one mapping (YAML keeps the last silently).
-
-    Raises:
-        ConfigError: a bound is exceeded or a key repeats (one line naming ``what``).
-        yaml.YAMLError: the text is not YAML (callers name the line).
-    """
-    size = len(text.encode("utf-8", "surrogatepass"))
-    if size > MAX_YAML_BYTES:
-        raise ConfigError(f"{what} is {size} bytes, more than the {MAX_YAML_BYTES} a recipe may have; "
-                          f"is it the right file?")
-    depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):  # streaming: no recursion, no expansion
-        if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
-            depth += 1
-            if depth > MAX_YAML_DEPTH:
-                raise ConfigError(f"{what} nests sections or lists deeper than {MAX_YAML_DEPTH} levels "
-                                  f"(line {event.start_mark.line + 1}); flatten it")
-        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
-            depth -= 1
-    loader = yaml.SafeLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        _check_yaml_graph(node, what)
-        return loader.construct_document(node)
-    finally:
-        loader.dispose()
-
-
-def _check_yaml_graph(root: yaml.Node, what: str) -> None:
-    """Expanded size and depth of a composed YAML graph (aliases are shared nodes), computed
-    once per node without recursion; duplicate keys; recursive aliases."""
-    size: dict[int, int] = {}
-    depth: dict[int, int] = {}
-    open_: set[int] = set()
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, done = stack.pop()
-        key = id(node)
-        children = _yaml_children(node)
-        if done:
-            open_.discard(key)
-            size[key] = 1 + sum(size[id(c)] for c in children)
-            depth[key] = (not isinstance(node, yaml.ScalarNode)) + max((depth[id(c)] for c in children), default=0)
-            if size[key] > MAX_YAML_NODES:
-                raise ConfigError(f"{what} expands to more than {MAX_YAML_NODES} values through its aliases "
-                                  f"(line {node.start_mark.line + 1}); write the values out or use fewer aliases")
-            if depth[key] > MAX_YAML_DEPTH:
-                raise ConfigError(f"{what} nests deeper than {MAX_YAML_DEPTH} levels through its aliases "
-                                  f"(line {node.start_mark.line + 1}); flatten it")
-            continue
-        if key in size:
-            continue
-        if key in open_:
-            raise ConfigError(f"{what} has a recursive alias (line {node.start_mark.line + 1}); a recipe is a tree")
-        open_.add(key)
-        if isinstance(node, yaml.MappingNode):
-            _check_duplicate_keys(node, what)
-        stack.append((node, True))
-        for child in children:
-            if id(child) in open_:
-                raise ConfigError(f"{what} has a recursive alias (line {child.start_mark.line + 1}); "
-                                  f"a recipe is a tree")
-            if id(child) not in size:
-                stack.append((child, False))
-
-
-def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
-    if isinstance(node, yaml.MappingNode):
-        return [n for pair in node.value for n in pair]
-    if isinstance(node, yaml.SequenceNode):
-        return list(node.value)
-    return []
-
-
-def _check_duplicate_keys(node: yaml.MappingNode, what: str) -> None:
-    seen: set[tuple[str, str]] = set()
-    for k, _ in node.value:
-        if not isinstance(k, yaml.ScalarNode) or k.tag == "tag:yaml.org,2002:merge":
-            continue  # a merge (<<) may be overridden by the mapping's own keys, by design
-        ident = (k.tag, k.value)
-        if ident in seen:
-            raise ConfigError(f"{what}: key '{k.value}' appears twice in one section (line {k.start_mark.line + 1}); "
-                              f"YAML would keep only the last: remove one")
-        seen.add(ident)
-
-
-# ---------------------------------------------------------------------------------------------
 # strict loading
 
 _RANGES: dict[str, tuple[float, float]] = {
@@ -440,7 +346,7 @@ def load_recipe_dict(raw: dict[str, Any]) -> Recipe:
 def _load_dataclass(cls: type, raw: Any, path: str, ranges: dict[str, tuple[float, float]]) -> Any:
     where = path or "recipe"
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a section (mapping), got {_kind(raw)}")
+        raise ConfigError(f"{where}: expected a section (mapping), got {value_kind(raw)}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in raw:
@@ -459,10 +365,6 @@ def _load_dataclass(cls: type, raw: Any, path: str, ranges: dict[str, tuple[floa
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
-
-
-def _kind(v: Any) -> str:
-    return "nothing" if v is None else f"{type(v).__name__} {v!r}" if not isinstance(v, (dict, list)) else type(v).__name__
 
 
 def _convert(tp: Any, value: Any, path: str, ranges: dict[str, tuple[float, float]]) -> Any:
@@ -494,130 +396,9 @@ def _load_component(value: Any, path: str) -> Component:
     if isinstance(value, str):
         return Component(id=value)
     if not isinstance(value, dict):
-        raise ConfigError(f"recipe: '{path}' must be a section with an 'id' (e.g. {path}: {{id: ...}}), got {_kind(value)}")
+        raise ConfigError(f"recipe: '{path}' must be a section with an 'id' (e.g. {path}: {{id: ...}}), got {value_kind(value)}")
     if "id" not in value:
         raise ConfigError(f"recipe: missing required key '{path}.id'; name the {path} (see `gatekit list`)")
     if not isinstance(value["id"], str):
-        raise ConfigError(f"recipe: '{path}.id' must be a string, got {_kind(value['id'])}")
+        raise ConfigError(f"recipe: '{path}.id' must be a string, got {value_kind(value['id'])}")
     return Component(id=value["id"], kwargs={k: v for k, v in value.items() if k != "id"})
-
-
-def check_type(tp: Any, value: Any, path: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; return it (ints widened to floats)."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if tp is Any or tp is inspect.Parameter.empty:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        errors = []
-        for arg in args:
-            try:
-                return check_type(arg, value, path)
-            except ConfigError as exc:
-                errors.append(exc)
-        allowed = " or ".join(_type_name(a) for a in args)
-        raise ConfigError(f"recipe: '{path}' must be {allowed}, got {_kind(value)}")
-    if tp is type(None):
-        if value is None:
-            return None
-        raise ConfigError(f"recipe: '{path}' must be null, got {_kind(value)}")
-    if origin is Literal:
-        if value in args and type(value) in {type(a) for a in args}:
-            return value
-        raise ConfigError(f"recipe: '{path}' must be one of {', '.join(repr(a) for a in args)}; got {value!r}")
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"recipe: '{path}' must be true or false, got {_kind(value)}")
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer() and math.isfinite(value):
-            return int(value)
-        raise ConfigError(f"recipe: '{path}' must be an integer, got {_kind(value)}")
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(float(value)):
-                raise ConfigError(f"recipe: '{path}' must be a finite number, got {value}")
-            return float(value)
-        raise ConfigError(f"recipe: '{path}' must be a number, got {_kind(value)}")
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise ConfigError(f"recipe: '{path}' must be a string, got {_kind(value)}")
-    if origin in (list, tuple, typing.Sequence) or tp in (list, tuple):
-        if not isinstance(value, list):
-            raise ConfigError(f"recipe: '{path}' must be a list, got {_kind(value)}")
-        inner = args[0] if args else Any
-        return [check_type(inner, v, f"{path}[{i}]") for i, v in enumerate(value)]
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"recipe: '{path}' must be a mapping, got {_kind(value)}")
-        return value
-    return value  # other annotations (classes, callables): left to the component to check
-
-
-def _type_name(tp: Any) -> str:
-    if tp is type(None):
-        return "null"
-    if typing.get_origin(tp) is Literal:
-        return " or ".join(repr(a) for a in typing.get_args(tp))
-    return getattr(tp, "__name__", str(tp))
-
-
-def check_kwargs(fn: Any, kwargs: dict[str, Any], path: str, *, provided: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Check a component's keyword arguments against ``fn``'s signature and annotations.
-
-    ``provided`` are arguments gatekit passes itself (``env``, ``split``, ``seed``, spaces):
-    a recipe may not set them.
-    """
-    target = fn.__init__ if inspect.isclass(fn) else fn
-    try:
-        sig = inspect.signature(target)
-    except (TypeError, ValueError):
-        return kwargs
-    params = {n: p for n, p in sig.parameters.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
-    accepts_any = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
-    try:
-        hints = typing.get_type_hints(target)
-    except Exception:  # annotations naming optional packages that are not installed
-        hints = {}
-    settable = {n for n in params if n not in provided}
-    out = {}
-    for key, value in kwargs.items():
-        if key in provided:
-            raise ConfigError(f"recipe: '{path}.{key}' is set by gatekit; remove it from the recipe")
-        if key not in params:
-            if accepts_any:
-                out[key] = value
-                continue
-            raise ConfigError(f"recipe: unknown key '{path}.{key}'; {nearest(key, settable)}")
-        out[key] = check_type(hints.get(key, Any), value, f"{path}.{key}")
-    for name, p in params.items():
-        if name in settable and p.default is p.empty and name not in out:
-            raise ConfigError(f"recipe: missing required key '{path}.{name}'; add it")
-    return out
-
-
-def build(registry: Any, comp: Component, path: str, **provided: Any) -> Any:
-    """Build ``comp`` from ``registry``: resolve its id, check its kwargs, call it.
-
-    A ``ValueError``/``TypeError`` raised by the component's own validation becomes a
-    one-line :class:`ConfigError` naming the recipe section.
-    """
-    fn = registry.get(comp.id, field=f"{path}.id")
-    kwargs = check_kwargs(fn, comp.kwargs, path, provided=tuple(provided))
-    try:
-        return fn(**provided, **kwargs)
-    except GatekitError:
-        raise
-    except ModuleNotFoundError as exc:  # an optional stack imported when the component is built
-        missing = missing_extra(f"{path} '{comp.id}'", exc)
-        if missing is None:
-            raise
-        raise missing from exc
-    except (ValueError, TypeError, KeyError, IndexError) as exc:
-        # a component rejecting its (type-checked) arguments: name the section, keep one line
-        text = str(exc).splitlines()[0] if str(exc) else ""
-        msg = text if isinstance(exc, (ValueError, TypeError)) and text else f"{type(exc).__name__}: {text}"
-        raise ConfigError(f"recipe: {path} '{comp.id}': {msg}") from exc

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from gatekit.config import Component, build
+from gatekit.arguments import build
+from gatekit.config import Component
 from gatekit.envs.base import METRICS_KEY
 from gatekit.errors import EvaluationError
 

@@ -57,14 +57,8 @@ from typing import Any, Literal
 
 import yaml
 
-from gatekit.config import (
-    Component,
-    apply_overrides,
-    build,
-    check_kwargs,
-    load_dataclass,
-    read_yaml_mapping,
-)
+from gatekit.arguments import build, check_kwargs
+from gatekit.config import Component, apply_overrides, load_dataclass, read_yaml_mapping
 from gatekit.errors import ConfigError, GatekitError, RunDirError, nearest
 
 try:

@@ -60,7 +60,7 @@ FACTORY_MARK = "__gatekit_factory__"
 
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
-# Exceptions a component raises when it rejects its arguments: config.build turns them into a
+# Exceptions a component raises when it rejects its arguments: arguments.build turns them into a
 # one-line error naming the recipe section, so a plugin's guard lets them through.
 _ARGUMENT_ERRORS = (GatekitError, ValueError, TypeError, KeyError, IndexError)
 
@@ -204,7 +204,7 @@ def _describe(obj: Any) -> str:
 def _guarded(obj: Callable[..., Any], spec: str, kind: str, base: type, where: str) -> Callable[..., Any]:
     """``obj`` behind a guard: one line for an unexpected error, a type check for a factory's result.
 
-    The guard keeps ``obj``'s signature and annotations, which config.check_kwargs reads.
+    The guard keeps ``obj``'s signature and annotations, which arguments.check_kwargs reads.
     """
 
     def build(*args: Any, **kwargs: Any) -> Any:

@@ -1,6 +1,6 @@
 """Argument checks shared by criteria, learners and envs: one style, one-line messages.
 
-Each check raises ``ValueError`` naming the argument and what it must be; ``config.build``
+Each check raises ``ValueError`` naming the argument and what it must be; ``arguments.build``
 turns that into a :class:`~gatekit.errors.ConfigError` naming the recipe section.
 
 Example:

@@ -126,3 +126,18 @@ def test_every_shipped_recipe_loads(path):
     if path.name.startswith(("compare_", "ppo_expert_")):
         pytest.skip("comparison and expert-training recipes have their own schemas (tested in their files)")
     load_recipe(path)
+
+
+def test_config_still_exports_what_moved_out():
+    """YAML reading and argument checking live in their own modules; callers of
+    ``gatekit.config`` (plugins, scripts) keep the names they imported from it."""
+    import gatekit.arguments as arguments
+    import gatekit.config as config
+    import gatekit.yaml_safety as yaml_safety
+
+    for name in config.__all__:
+        assert hasattr(config, name), name
+    for name in ("check_type", "check_kwargs", "build"):
+        assert getattr(config, name) is getattr(arguments, name)
+    for name in ("safe_load_bounded", "MAX_YAML_BYTES", "MAX_YAML_DEPTH", "MAX_YAML_NODES"):
+        assert getattr(config, name) is getattr(yaml_safety, name)

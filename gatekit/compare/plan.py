@@ -17,9 +17,10 @@ from typing import Any
 import yaml
 
 from gatekit.compare.spec import Comparison, check_only, override_list, recipe_path, slug
-from gatekit.config import Recipe, load_recipe, load_recipe_dict, safe_load_bounded
+from gatekit.config import Recipe, load_recipe, load_recipe_dict
 from gatekit.errors import ConfigError
 from gatekit.runs.results import RunResult
+from gatekit.yaml_safety import safe_load_bounded
 
 
 @dataclass(frozen=True)

@@ -836,7 +836,8 @@ def _fit(pg: Any, surface: Any, width: int) -> Any:
 
 def _build_script(name: str, env: gym.Env) -> Expert:
     """The expert a scripted person imitates, by registry name."""
-    from gatekit.config import Component, build
+    from gatekit.arguments import build
+    from gatekit.config import Component
     from gatekit.experts import EXPERTS
 
     if name == "keyboard":

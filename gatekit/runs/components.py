@@ -8,7 +8,8 @@ signature and annotations, as building it would, and builds nothing.
 
 from __future__ import annotations
 
-from gatekit.config import Recipe, check_kwargs
+from gatekit.arguments import check_kwargs
+from gatekit.config import Recipe
 
 # what gatekit passes to each component itself (a recipe may not set these)
 PROVIDED = {"env": ("split", "seed"), "expert": ("env",), "criterion": (),

@@ -129,7 +129,7 @@ def _worker_main(conn: Any, env_comp: Component, expert_comp: Component, seed: i
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle: it stops, then closes us
 
-    from gatekit.config import build
+    from gatekit.arguments import build
     from gatekit.envs import ENVS
     from gatekit.experts import EXPERTS
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from gatekit.config import Recipe, build, load_recipe
+from gatekit.arguments import build
+from gatekit.config import Recipe, load_recipe
 from gatekit.errors import RunDirError
 from gatekit.evaluation import evaluate, summarize
 from gatekit.learners import LEARNERS

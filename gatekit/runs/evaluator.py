@@ -34,7 +34,8 @@ from typing import Any
 import gymnasium as gym
 import torch
 
-from gatekit.config import Recipe, build
+from gatekit.arguments import build
+from gatekit.config import Recipe
 from gatekit.errors import EvaluationError, GatekitError
 from gatekit.evaluation import EvalWorker, evaluate, summarize
 from gatekit.runs.checkpoint import RunState

@@ -47,7 +47,8 @@ import numpy as np
 import torch
 import yaml
 
-from gatekit.config import Recipe, build, load_recipe
+from gatekit.arguments import build
+from gatekit.config import Recipe, load_recipe
 from gatekit.criteria import CRITERIA
 from gatekit.data import RecordStore
 from gatekit.envs import ENVS
