@@ -25,9 +25,10 @@ from gatekit.criteria.human import HumanCriterion  # noqa: E402
 from gatekit.criteria.simple import AlwaysCriterion  # noqa: E402
 from gatekit.data import RecordStore  # noqa: E402
 from gatekit.errors import ConfigError, GatekitError, PersonLeft  # noqa: E402
-from gatekit.experts import keyboard as kbmod  # noqa: E402
 from gatekit.experts.base import Expert  # noqa: E402
-from gatekit.experts.keyboard import _COLORS, KeyboardExpert, ScriptedPerson, init_display  # noqa: E402
+from gatekit.experts.keyboard import KeyboardExpert, ScriptedPerson, init_display  # noqa: E402
+from gatekit.experts.keyboard import window as kbwindow  # noqa: E402
+from gatekit.experts.keyboard.window import _COLORS  # noqa: E402
 from gatekit.types import Decision, GateContext  # noqa: E402
 from gatekit.wrappers import InterventionWrapper  # noqa: E402
 
@@ -39,7 +40,7 @@ def _headless(monkeypatch):
     monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
     monkeypatch.setenv("SDL_AUDIODRIVER", "dummy")
     yield
-    left = kbmod._open() if kbmod._open is not None else None
+    left = kbwindow._open() if kbwindow._open is not None else None
     if left is not None:  # one window per process: never leave one open for the next test
         left.close()
 
@@ -463,7 +464,7 @@ def test_closing_the_window_mid_run_stops_it_cleanly_and_resume_finishes(tmp_pat
     assert res.person is not None
     assert res.person["help_requests"] > first["help_requests"]  # both sessions counted
     assert res.person["session_seconds"] > first["session_seconds"]
-    assert kbmod._open is None or kbmod._open() is None  # the run closed its window
+    assert kbwindow._open is None or kbwindow._open() is None  # the run closed its window
     table = results_table(res, "t")
     rows = [str(c) for c in table.columns[0]._cells]
     assert "person: help requests (response s, median / p90)" in rows
