@@ -170,7 +170,7 @@ def train(recipe: Path | None, seed: int | None, overrides: tuple[str, ...], out
             raise GatekitError("train: missing RECIPE; e.g. gatekit train recipes/aim_metadrive.yaml")
         extra = [*overrides, f"seed={seed}"] if seed is not None else list(overrides)
         r = load_recipe(recipe, extra)
-        from gatekit.runs.loop import validate
+        from gatekit.runs.dry_run import validate
         from gatekit.runs.rundir import default_run_dir
 
         if dry_run:

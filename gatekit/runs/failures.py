@@ -36,11 +36,11 @@ import gymnasium as gym
 
 from gatekit.errors import EvaluationError, GatekitError, PersonLeft, RunDirError, RunFailed
 from gatekit.runs.integrity import seal
+from gatekit.runs.results import RunResult, run_result
 from gatekit.runs.rundir import atomic_torch_save, is_disk_full
 
 if TYPE_CHECKING:
     from gatekit.runs.loop import Run
-    from gatekit.runs.results import RunResult
 
 ROLES = ("env", "expert", "criterion", "learner")
 
@@ -163,7 +163,7 @@ def close_run(run: Run, ending: Ending) -> RunResult:
     if reserve is not None:
         reserve.release()
     if result is None:
-        result = run.result(ending.status, ending.error)
+        result = run_result(run, ending.status, ending.error)
     return result
 
 
@@ -178,7 +178,7 @@ def _save_novice_and_checkpoint(run: Run, ending: Ending) -> None:
 
 def _write_results(run: Run, ending: Ending) -> RunResult:
     """``results.json`` (with the signal and the resume, when there were), then a finished run's plots."""
-    done = run.result(ending.status, ending.error)
+    done = run_result(run, ending.status, ending.error)
     if ending.signal is not None and ending.status == "interrupted":
         done.extra["signal"] = signal_mod.Signals(ending.signal).name
     resumed = getattr(run, "resumed", None)
