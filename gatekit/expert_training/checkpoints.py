@@ -82,22 +82,9 @@ class ProgressCallback(BaseCallback):
         self._t0 = self._last_save = time.monotonic()
         self._start_timesteps = self._saved_timesteps = int(self.model.num_timesteps)
         if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+            from gatekit.progress import live_bar
 
-            from gatekit.progress import console
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[live]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                console=console, refresh_per_second=4,
-            )
+            self._progress = live_bar()
             self._progress.__enter__()
             self._task = self._progress.add_task(self.description, total=self.total, live="",
                                                  completed=min(self._start_timesteps, self.total))
