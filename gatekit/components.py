@@ -112,31 +112,39 @@ def arg_docs(doc: str | None) -> dict[str, str]:
     """
     if not doc:
         return {}
-    lines = inspect.cleandoc(doc).splitlines()
     out: dict[str, str] = {}
-    inside, indent, current = False, None, None
+    for block in _args_sections(inspect.cleandoc(doc).splitlines()):
+        indent, current = _lead(block[0]), None
+        for line in block:
+            m = re.match(r"\s*\**([A-Za-z_][A-Za-z0-9_]*)(\s*\([^)]*\))?\s*:\s*(.*)", line)
+            if _lead(line) == indent and m:
+                for name in m.group(1).split(","):
+                    current = name.strip()
+                    out[current] = m.group(3).strip()
+            elif current is not None:  # an entry's continuation line
+                out[current] = f"{out[current]} {line.strip()}".strip()
+    return out
+
+
+def _lead(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+def _args_sections(lines: list[str]) -> list[list[str]]:
+    """The non-blank lines of each ``Args:`` section (header left out): those after the
+    header up to the next line that is not indented (the next section)."""
+    sections: list[list[str]] = []
+    section: list[str] | None = None
     for line in lines:
         if re.fullmatch(r"(Args|Arguments|Parameters):\s*", line.strip()) and not line.startswith(" "):
-            inside, indent, current = True, None, None
-            continue
-        if not inside:
-            continue
-        if not line.strip():
-            continue
-        lead = len(line) - len(line.lstrip())
-        if lead == 0:  # the next section
-            inside = False
-            continue
-        if indent is None:
-            indent = lead
-        m = re.match(r"\s*\**([A-Za-z_][A-Za-z0-9_]*)(\s*\([^)]*\))?\s*:\s*(.*)", line)
-        if lead == indent and m:
-            for name in m.group(1).split(","):
-                current = name.strip()
-                out[current] = m.group(3).strip()
-        elif current is not None:
-            out[current] = f"{out[current]} {line.strip()}".strip()
-    return out
+            section = []
+            sections.append(section)
+        elif section is not None and line.strip():
+            if _lead(line) == 0:
+                section = None
+            else:
+                section.append(line)
+    return [s for s in sections if s]
 
 
 def _first_line(doc: str | None) -> str:

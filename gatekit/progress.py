@@ -45,6 +45,16 @@ def _clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}"
 
 
+def live_bar() -> Progress:
+    """A bar over a count, with the task's ``live`` text (``add_task(..., live="")``), the
+    elapsed and the remaining time."""
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[live]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=False, refresh_per_second=4,
+    )
+
+
 def plain_line(text: str) -> None:
     """One progress line on stderr, unwrapped (a log file keeps it whole)."""
     sys.stderr.write(text + "\n")
@@ -85,11 +95,7 @@ class RunProgress:
             plain_line(f"{self.description}: starting at step {self.start} of {self.total}")
             self._last_line = time.monotonic()
         elif self.enabled:
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[live]}"), TimeElapsedColumn(), TimeRemainingColumn(),
-                console=console, transient=False, refresh_per_second=4,
-            )
+            self._progress = live_bar()
             self._progress.__enter__()
             self._task = self._progress.add_task(self.description, total=self.total, completed=self.start, live="")
         return self

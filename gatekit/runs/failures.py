@@ -36,11 +36,11 @@ import gymnasium as gym
 
 from gatekit.errors import EvaluationError, GatekitError, PersonLeft, RunDirError, RunFailed
 from gatekit.runs.integrity import seal
+from gatekit.runs.results import RunResult, run_result
 from gatekit.runs.rundir import atomic_torch_save, is_disk_full
 
 if TYPE_CHECKING:
     from gatekit.runs.loop import Run
-    from gatekit.runs.results import RunResult
 
 ROLES = ("env", "expert", "criterion", "learner")
 
@@ -152,24 +152,9 @@ def close_run(run: Run, ending: Ending) -> RunResult:
     result: RunResult | None = None
     _attempt(ending, run, "sync the record log", run.store.sync)
     if ending.started:
-        if ending.status == "finished" and not _attempt(
-                ending, run, "save novice_final.pt",
-                lambda: atomic_torch_save(seal(run.learner.state_dict()), run.run_dir / "novice_final.pt")):
-            ending.status, ending.error = "failed", str(ending.problems[-1])
-        _attempt(ending, run, "write the checkpoint", run.checkpoint)
+        _save_novice_and_checkpoint(run, ending)
     if ending.started or not run.resuming:
-        result = done = run.result(ending.status, ending.error)
-        if ending.signal is not None and ending.status == "interrupted":
-            done.extra["signal"] = signal_mod.Signals(ending.signal).name
-        resumed = getattr(run, "resumed", None)
-        if resumed is not None:
-            done.extra["resumed"] = resumed.to_dict()
-        _attempt(ending, run, "write results.json", lambda: done.write(run.run_dir / "results.json"))
-        if run.recipe.log.plots and ending.status == "finished":
-            from gatekit.plots import plot_run
-
-            run.logs.close()
-            _attempt(ending, run, "draw the plots", lambda: plot_run(run.run_dir))
+        result = _write_results(run, ending)
     for what, part in (("close the logs", "logs"), ("stop the evaluation worker", "evaluator"),
                        ("close the record log", "store"), ("close the envs", "envs")):
         obj = getattr(run, part, None)
@@ -178,8 +163,34 @@ def close_run(run: Run, ending: Ending) -> RunResult:
     if reserve is not None:
         reserve.release()
     if result is None:
-        result = run.result(ending.status, ending.error)
+        result = run_result(run, ending.status, ending.error)
     return result
+
+
+def _save_novice_and_checkpoint(run: Run, ending: Ending) -> None:
+    """A finished run's ``novice_final.pt`` (failing to save it fails the run), then the checkpoint."""
+    if ending.status == "finished" and not _attempt(
+            ending, run, "save novice_final.pt",
+            lambda: atomic_torch_save(seal(run.learner.state_dict()), run.run_dir / "novice_final.pt")):
+        ending.status, ending.error = "failed", str(ending.problems[-1])
+    _attempt(ending, run, "write the checkpoint", run.checkpoint)
+
+
+def _write_results(run: Run, ending: Ending) -> RunResult:
+    """``results.json`` (with the signal and the resume, when there were), then a finished run's plots."""
+    done = run_result(run, ending.status, ending.error)
+    if ending.signal is not None and ending.status == "interrupted":
+        done.extra["signal"] = signal_mod.Signals(ending.signal).name
+    resumed = getattr(run, "resumed", None)
+    if resumed is not None:
+        done.extra["resumed"] = resumed.to_dict()
+    _attempt(ending, run, "write results.json", lambda: done.write(run.run_dir / "results.json"))
+    if run.recipe.log.plots and ending.status == "finished":
+        from gatekit.plots import plot_run
+
+        run.logs.close()
+        _attempt(ending, run, "draw the plots", lambda: plot_run(run.run_dir))
+    return done
 
 
 def exit_code(result: RunResult) -> int:

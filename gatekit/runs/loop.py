@@ -64,19 +64,13 @@ from gatekit.runs.checkpoint import (
     save_checkpoint,
 )
 from gatekit.runs.envs import EnvBatch, EnvWorkers, InProcessEnvs, StepOut, WorkerEnvs
-from gatekit.runs.evaluator import EXPERT_TAG, FINAL_TAG, Evaluator
+from gatekit.runs.evaluator import Evaluator
 from gatekit.runs.failures import Ending, build_failed, close_run
 from gatekit.runs.hooks import CheckpointHook, EvaluationHook, Hook, ProgressHook
 from gatekit.runs.integrity import LogDigest
 from gatekit.runs.logs import RunLogs
-from gatekit.runs.results import EvalPoint, RunResult
-from gatekit.runs.rundir import (
-    DiskReserve,
-    atomic_write_bytes,
-    check_out_for_new_run,
-    check_run_dir,
-    default_run_dir,
-)
+from gatekit.runs.results import RunResult
+from gatekit.runs.rundir import DiskReserve, atomic_write_bytes, check_run_dir, default_run_dir
 from gatekit.runs.stop import StopFlag
 from gatekit.wrappers.intervention import InterventionWrapper, Totals
 
@@ -289,8 +283,26 @@ class Run:
     def run(self, *, progress: bool, on_progress: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
         """Build, resume if asked, train, evaluate; then save what the ending calls for
         (:mod:`gatekit.runs.failures`): never leaves the run ``running``."""
+        self._prepare()
+        ending, stop = Ending(), StopFlag()
+        try:
+            self._train_and_evaluate(ending, stop, progress=progress, on_progress=on_progress)
+        except BaseException as exc:
+            failure = ending.fail(exc, self, signum=stop.signal)
+            if failure is exc:
+                raise
+            if failure is not None:
+                raise failure from exc
+        finally:
+            result = close_run(self, ending)
+        if ending.problems:  # saving at the end failed (e.g. the disk filled up): one line, exit 2
+            raise ending.problems[0]
+        return result
+
+    def _prepare(self) -> None:
+        """Build the components, write a new run's ``recipe.yaml``, note the provenance, open
+        the logs and the evaluator. A failure here leaves nothing running to close."""
         from gatekit.components import with_defaults
-        from gatekit.progress import RunProgress
         from gatekit.provenance import collect
 
         if not self.resuming:  # saved with every default written out: the run says all it used
@@ -309,106 +321,55 @@ class Run:
         self.provenance = collect(expert=getattr(self, "expert", None),  # None: the experts live in env workers
                                   expert_id=r.expert.id, expert_kwargs=r.expert.kwargs)
         self._t0 = time.perf_counter()
-        wandb = None
-        if r.log.wandb:
-            from gatekit.runs.wandb_log import WandbLog
-
-            try:
-                wandb = WandbLog(self.run_dir, config=r.to_dict(), project=r.log.wandb_project, mode=r.log.wandb_mode)
-            except BaseException:
-                self.store.close()
-                self.envs.close()
-                raise
-        self.logs = RunLogs(self.run_dir, tensorboard=r.log.tensorboard, wandb=wandb)
+        self.logs = RunLogs(self.run_dir, tensorboard=r.log.tensorboard, wandb=self._open_wandb())
         self.evaluator = Evaluator(r, self.run_dir, state=self.state, logs=self.logs, wall=self.wall)
-        ending, stop = Ending(), StopFlag()
+
+    def _open_wandb(self) -> Any:
+        """The Weights & Biases log when the recipe asks for one (else None); if it cannot be
+        opened, the record log and the envs are closed before the error goes up."""
+        r = self.recipe
+        if not r.log.wandb:
+            return None
+        from gatekit.runs.wandb_log import WandbLog
+
         try:
-            bar = RunProgress(total=r.budget.total_steps, enabled=progress, description=r.name, start=len(self.store))
-            self.evaluator.on_episode = bar.phase
-            with bar:
-                self.start()
-                ending.started = True
-                if r.eval.expert_reference:
-                    self.evaluator.expert_reference(self.totals)
-                with stop:
-                    progress_hook = ProgressHook(bar, on_progress)
-                    self.loop(stop, [EvaluationHook(every=r.eval.every_steps, episodes=r.eval.episodes,
-                                                    every_expert=r.eval.every_expert_steps),
-                                     CheckpointHook(every=r.data.checkpoint_every), progress_hook])
+            return WandbLog(self.run_dir, config=r.to_dict(), project=r.log.wandb_project, mode=r.log.wandb_mode)
+        except BaseException:
+            self.store.close()
+            self.envs.close()
+            raise
+
+    def _train_and_evaluate(self, ending: Ending, stop: StopFlag, *, progress: bool,
+                            on_progress: Callable[[dict[str, Any]], None] | None) -> None:
+        """Start (or resume), the expert's reference evaluation, the loop, the final evaluation;
+        mark ``ending`` finished, or interrupted by the signal that stopped the loop."""
+        from gatekit.progress import RunProgress
+
+        r = self.recipe
+        bar = RunProgress(total=r.budget.total_steps, enabled=progress, description=r.name, start=len(self.store))
+        self.evaluator.on_episode = bar.phase
+        with bar:
+            self.start()
+            ending.started = True
+            if r.eval.expert_reference:
+                self.evaluator.expert_reference(self.totals)
+            with stop:
+                progress_hook = ProgressHook(bar, on_progress)
+                self.loop(stop, [EvaluationHook(every=r.eval.every_steps, episodes=r.eval.episodes,
+                                                every_expert=r.eval.every_expert_steps),
+                                 CheckpointHook(every=r.data.checkpoint_every), progress_hook])
+                bar.update(self.totals.steps, progress_hook.live(self))
+                if stop.signal is None:  # the bar stays, showing the final evaluation's episodes
+                    stop.immediate = True  # a signal during the final evaluation stops it at once
+                    self.evaluator.final(self.totals, self.learner)
                     bar.update(self.totals.steps, progress_hook.live(self))
-                    if stop.signal is None:  # the bar stays, showing the final evaluation's episodes
-                        stop.immediate = True  # a signal during the final evaluation stops it at once
-                        self.evaluator.final(self.totals, self.learner)
-                        bar.update(self.totals.steps, progress_hook.live(self))
-            if stop.signal is None:
-                ending.finished()
-            else:
-                ending.interrupted(stop.signal)
-        except BaseException as exc:
-            failure = ending.fail(exc, self, signum=stop.signal)
-            if failure is exc:
-                raise
-            if failure is not None:
-                raise failure from exc
-        finally:
-            result = close_run(self, ending)
-        if ending.problems:  # saving at the end failed (e.g. the disk filled up): one line, exit 2
-            raise ending.problems[0]
-        return result
-
-    def result(self, status: str, error: str | None) -> RunResult:
-        """The run's :class:`~gatekit.runs.results.RunResult` as it stands."""
-        t, r = self.totals, self.recipe
-        evals = self.state.evals
-        final = next((e for e in reversed(evals) if e["tag"] == FINAL_TAG), None)
-        expert = next((e for e in evals if e["tag"] == EXPERT_TAG), None)
-        extra: dict[str, Any] = {}
-        report = getattr(self.store, "log_report", None)
-        if report is not None and not report.clean:
-            extra["record_log"] = report.to_dict()
-        person = self.person()
-        return RunResult(
-            status=status, recipe=r.name, seed=r.seed, env=r.env.id, expert=r.expert.id, criterion=r.criterion.id,
-            learner=r.learner.id, total_steps=t.steps, expert_steps=t.expert_steps, expert_queries=t.expert_queries,
-            switches=t.switches, episodes=t.episodes, wall_seconds=self.wall(),
-            records_recovered_torn_bytes=int(getattr(self.store, "recovered_torn_bytes", 0)),
-            test=_stats(final), expert_test=_stats(expert),
-            evaluations=[EvalPoint(step=e["step"], expert_steps=e["expert_steps"], switches=e["switches"],
-                                   metrics={k[5:]: v["mean"] for k, v in e.items() if k.startswith("test_")},
-                                   episodes=int(e.get("episodes", 0)), tag=str(e.get("tag", "")))
-                         for e in evals if e["tag"] != EXPERT_TAG],
-            error=error, provenance=getattr(self, "provenance", {}),
-            person=person.effort().as_dict() if person is not None else None, extra=extra)
-
-
-def _stats(row: dict[str, Any] | None) -> dict[str, Any]:
-    from gatekit.evaluation import Stat
-
-    if row is None:
-        return {}
-    return {k[5:]: Stat(float(v["mean"]), float(v["std"]), float(v["ci95"]), int(v["n"]))
-            for k, v in row.items() if k.startswith("test_")}
+        if stop.signal is None:
+            ending.finished()
+        else:
+            ending.interrupted(stop.signal)
 
 
 # -- entry points -------------------------------------------------------------------------------------
-def validate(recipe: Recipe, *, out: Path | None = None) -> None:
-    """Check that ``recipe`` can run, without training: every component builds, spaces of env,
-    expert and learner agree, and the output folder (if given) is writable. Writes nothing."""
-    if out is not None:
-        check_out_for_new_run(Path(out))
-    if recipe.log.wandb:
-        import importlib.util
-
-        from gatekit.errors import EXTRAS, MissingExtraError
-
-        if importlib.util.find_spec("wandb") is None:
-            raise MissingExtraError(f"log.wandb needs the 'wandb' package, which is not installed; {EXTRAS['wandb']}")
-    run = Run(recipe, Path(out or "."))
-    run.build(records=False)
-    run.store.close()
-    run.envs.close()
-
-
 def train(recipe: Recipe | None = None, *, out: Path | None = None, resume: Path | None = None,
           progress: bool | None = None, on_progress: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
     """Run a recipe (or resume the run in ``resume``) and return its results (also written to
@@ -440,4 +401,4 @@ def train(recipe: Recipe | None = None, *, out: Path | None = None, resume: Path
         progress=recipe.log.progress if progress is None else progress, on_progress=on_progress)
 
 
-__all__ = ["Run", "episode_seed", "train", "validate"]
+__all__ = ["Run", "episode_seed", "train"]

@@ -27,10 +27,13 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gatekit.errors import RunDirError
 from gatekit.evaluation import Stat
+
+if TYPE_CHECKING:
+    from gatekit.runs.loop import Run
 
 RESULTS_SCHEMA = "gatekit.results/1"
 STATUSES = ("running", "finished", "interrupted", "failed")
@@ -215,6 +218,42 @@ class RunResult:
         if path.is_dir():
             path = path / "results.json"
         atomic_write_bytes(path, json.dumps(self.to_json(), indent=2).encode())
+
+
+def run_result(run: Run, status: str, error: str | None) -> RunResult:
+    """The :class:`RunResult` of ``run`` as it stands: its counters, the evaluations its state
+    holds (the last ``final`` one is ``test``, the expert's reference ``expert_test``), the
+    record log's repairs and a person's effort."""
+    from gatekit.runs.evaluator import EXPERT_TAG, FINAL_TAG
+
+    t, r = run.totals, run.recipe
+    evals = run.state.evals
+    final = next((e for e in reversed(evals) if e["tag"] == FINAL_TAG), None)
+    expert = next((e for e in evals if e["tag"] == EXPERT_TAG), None)
+    extra: dict[str, Any] = {}
+    report = getattr(run.store, "log_report", None)
+    if report is not None and not report.clean:
+        extra["record_log"] = report.to_dict()
+    person = run.person()
+    return RunResult(
+        status=status, recipe=r.name, seed=r.seed, env=r.env.id, expert=r.expert.id, criterion=r.criterion.id,
+        learner=r.learner.id, total_steps=t.steps, expert_steps=t.expert_steps, expert_queries=t.expert_queries,
+        switches=t.switches, episodes=t.episodes, wall_seconds=run.wall(),
+        records_recovered_torn_bytes=int(getattr(run.store, "recovered_torn_bytes", 0)),
+        test=_test_stats(final), expert_test=_test_stats(expert),
+        evaluations=[EvalPoint(step=e["step"], expert_steps=e["expert_steps"], switches=e["switches"],
+                               metrics={k[5:]: v["mean"] for k, v in e.items() if k.startswith("test_")},
+                               episodes=int(e.get("episodes", 0)), tag=str(e.get("tag", "")))
+                     for e in evals if e["tag"] != EXPERT_TAG],
+        error=error, provenance=getattr(run, "provenance", {}),
+        person=person.effort().as_dict() if person is not None else None, extra=extra)
+
+
+def _test_stats(row: dict[str, Any] | None) -> dict[str, Stat]:
+    """The ``test_<metric>`` entries of an evaluation row, as stats keyed by metric."""
+    if row is None:
+        return {}
+    return {k[5:]: _stat(v) for k, v in row.items() if k.startswith("test_")}
 
 
 def _stat(v: Any) -> Stat:

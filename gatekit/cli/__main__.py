@@ -1,0 +1,5 @@
+"""``python -m gatekit.cli``: the ``gatekit`` command."""
+
+from gatekit.cli import main
+
+main()
