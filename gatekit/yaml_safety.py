@@ -90,14 +90,7 @@ def _check_yaml_graph(root: yaml.Node, what: str) -> None:
         children = _yaml_children(node)
         if done:
             open_.discard(key)
-            size[key] = 1 + sum(size[id(c)] for c in children)
-            depth[key] = (not isinstance(node, yaml.ScalarNode)) + max((depth[id(c)] for c in children), default=0)
-            if size[key] > MAX_YAML_NODES:
-                raise ConfigError(f"{what} expands to more than {MAX_YAML_NODES} values through its aliases "
-                                  f"(line {node.start_mark.line + 1}); write the values out or use fewer aliases")
-            if depth[key] > MAX_YAML_DEPTH:
-                raise ConfigError(f"{what} nests deeper than {MAX_YAML_DEPTH} levels through its aliases "
-                                  f"(line {node.start_mark.line + 1}); flatten it")
+            _close_node(node, children, size, depth, what)
             continue
         if key in size:
             continue
@@ -113,6 +106,20 @@ def _check_yaml_graph(root: yaml.Node, what: str) -> None:
                                   f"a recipe is a tree")
             if id(child) not in size:
                 stack.append((child, False))
+
+
+def _close_node(node: yaml.Node, children: list[yaml.Node], size: dict[int, int], depth: dict[int, int],
+                what: str) -> None:
+    """Size and depth of ``node`` from its children's (all measured already), within the limits."""
+    key = id(node)
+    size[key] = 1 + sum(size[id(c)] for c in children)
+    depth[key] = (not isinstance(node, yaml.ScalarNode)) + max((depth[id(c)] for c in children), default=0)
+    if size[key] > MAX_YAML_NODES:
+        raise ConfigError(f"{what} expands to more than {MAX_YAML_NODES} values through its aliases "
+                          f"(line {node.start_mark.line + 1}); write the values out or use fewer aliases")
+    if depth[key] > MAX_YAML_DEPTH:
+        raise ConfigError(f"{what} nests deeper than {MAX_YAML_DEPTH} levels through its aliases "
+                          f"(line {node.start_mark.line + 1}); flatten it")
 
 
 def _yaml_children(node: yaml.Node) -> list[yaml.Node]:
