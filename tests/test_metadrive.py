@@ -393,15 +393,8 @@ def test_log_prob_std_is_checked():
             MetaDrivePPOExpert(env=EchoEnv(dim=2), log_prob_std=bad)
 
 
-@pytest.mark.slow
-@needs_metadrive
-def test_expert_drives_held_out_maps():
-    result, _ = run_child("""
-        import json
-        from gatekit.envs.metadrive import make_metadrive_env
-        from gatekit.experts.metadrive import MetaDrivePPOExpert
-        env = make_metadrive_env(split="test")
-        expert = MetaDrivePPOExpert(env=env, deterministic=True)
+# The child-process code that drives 5 held-out maps with `expert` (defined before it) alone.
+DRIVE_HELD_OUT = """
         successes, routes = [], []
         for i in range(5):
             obs, info = env.reset(seed=i)
@@ -413,6 +406,19 @@ def test_expert_drives_held_out_maps():
             successes.append(info["is_success"])
             routes.append(info["route_completion"])
         env.close()
+"""
+
+
+@pytest.mark.slow
+@needs_metadrive
+def test_expert_drives_held_out_maps():
+    result, _ = run_child("""
+        import json
+        from gatekit.envs.metadrive import make_metadrive_env
+        from gatekit.experts.metadrive import MetaDrivePPOExpert
+        env = make_metadrive_env(split="test")
+        expert = MetaDrivePPOExpert(env=env, deterministic=True)
+    """ + DRIVE_HELD_OUT + """
         print("RESULT " + json.dumps({"successes": successes, "routes": routes}))
     """, timeout=600)
     assert sum(result["successes"]) >= 2
@@ -510,16 +516,7 @@ def test_idm_expert_drives_held_out_maps():
         from gatekit.experts.metadrive_idm import MetaDriveIDMExpert
         env = make_metadrive_env(split="test")
         expert = MetaDriveIDMExpert(env=env)
-        successes = []
-        for i in range(5):
-            obs, info = env.reset(seed=i)
-            expert.reset(seed=10_000 + i)
-            while True:
-                obs, _, terminated, truncated, info = env.step(expert.act(obs))
-                if terminated or truncated:
-                    break
-            successes.append(info["is_success"])
-        env.close()
+    """ + DRIVE_HELD_OUT + """
         print("RESULT " + json.dumps({"successes": successes, "resyncs": expert.resyncs}))
     """, timeout=600)
     assert sum(result["successes"]) >= 4 and result["resyncs"] == 0
