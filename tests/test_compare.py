@@ -150,8 +150,18 @@ def test_every_shipped_comparison_plans(tmp_path):
         assert len(runs) == len(comp.methods) * len(comp.seeds), path.name
         if comp.name != "compare_toy":  # the paper comparisons share expert, warm-up, budget, evaluation
             for field in ("expert", "budget.warmup_steps", "budget.expert_steps", "eval"):
-                values = {yaml.safe_dump(_get(r.recipe.to_dict(), field)) for r in runs}
+                values = {yaml.safe_dump(_acting(_get(r.recipe.to_dict(), field))) for r in runs}
                 assert len(values) == 1, (path.name, field, values)
+            # log_prob_std changes only the likelihood a simulated person scores with, never an
+            # action: the human-gated rows (likelihood rule) must all use the same person
+            people = {yaml.safe_dump(r.recipe.expert.kwargs.get("log_prob_std")) for r in runs
+                      if r.recipe.criterion.kwargs.get("rule") == "likelihood"}
+            assert len(people) <= 1, (path.name, people)
+
+
+def _acting(section):
+    """A recipe section without the expert's ``log_prob_std`` (see above)."""
+    return {k: v for k, v in section.items() if k != "log_prob_std"} if isinstance(section, dict) else section
 
 
 def _get(d, dotted):
