@@ -231,3 +231,11 @@ def test_table_layout_from_rows():
 def test_load_comparison_rejects_a_training_recipe():
     with pytest.raises(ConfigError, match="training recipe"):
         load_comparison(RECIPES / "hg_cartpole.yaml")
+
+
+def test_report_command_names_the_methods_it_was_limited_to():
+    from gatekit.compare import _command
+
+    cmd = _command("recipes/c.yaml", "runs/c", [0, 1], ("eval.episodes=5",), "docs/c.md", ("AIM", "HG-DAgger"))
+    assert cmd == ("gatekit compare recipes/c.yaml --out runs/c --seeds 0,1 --only AIM --only HG-DAgger "
+                   "--set eval.episodes=5 --report docs/c.md")

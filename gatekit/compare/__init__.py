@@ -116,7 +116,7 @@ def run_comparison(path: str | Path, *, out: str | Path | None = None, workers: 
         ConfigError: bad input, or run folders made from other recipes, found before any run starts.
     """
     comp, base = load_comparison(path)
-    command = _command(path, out, seeds, overrides, report) if report is not None else ""
+    command = _command(path, out, seeds, overrides, report, only) if report is not None else ""
     return run_loaded(comp, base, out=out, workers=workers, seeds=seeds, only=only, overrides=overrides,
                       progress=progress, redo_changed=redo_changed, report=report, backend=backend, command=command)
 
@@ -187,13 +187,15 @@ def _write_resolved(comp: Comparison, base: Path, out_dir: Path, *, seeds: list[
 
 
 def _command(path: str | Path, out: str | Path | None, seeds: list[int] | None, overrides: tuple[str, ...],
-             report: str | Path) -> str:
+             report: str | Path, only: tuple[str, ...] = ()) -> str:
     """The command line that regenerates the report (runs nothing when every run is finished)."""
     words = ["gatekit", "compare", str(path)]
     if out is not None:
         words += ["--out", str(out)]
     if seeds is not None:
         words += ["--seeds", ",".join(map(str, seeds))]
+    for name in only:
+        words += ["--only", name]
     for o in overrides:
         words += ["--set", o]
     return shlex.join([*words, "--report", str(report)])
