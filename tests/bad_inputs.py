@@ -54,7 +54,7 @@ BAD_RECIPES: list[tuple[str, str | bytes, str]] = [
      "key 'total_steps' appears twice"),
     ("warm-up above the budget", _yaml(budget={"total_steps": 300, "warmup_steps": 500}),
      "'budget.warmup_steps' (500) must be <= 'budget.total_steps' (300)"),
-    ("net_arch [0]", _yaml(learner={"id": "bc", "net_arch": [0]}), "net_arch must be a list of positive layer sizes"),
+    ("net_arch [0]", _yaml(learner={"id": "sb3-offpolicy", "algo": "dqn", "net_arch": [0]}), "net_arch must be a list of positive layer sizes"),
     ("hidden [0]", _yaml(learner={"id": "mlp-bc", "hidden": [0]}), "hidden must be a list of positive layer sizes"),
     ("seed 2**70", _yaml(seed=2**70), "'seed' must be in [0, 2**63-1]"),
     ("negative seed", _yaml(seed=-1), "'seed' must be in [0, 2**63-1]"),

@@ -253,16 +253,17 @@ class Run:
             before = totals.steps
             active = range(min(envs.n, budget - before))  # the last batch may step fewer envs
             steps = envs.step({i: self.learner.act(envs.obs(i)) for i in active})
+            ended = [out for out in steps if out.terminated or out.truncated]
             for out in steps:
                 returns[out.env] += out.reward
                 self.learner.observe(out.record, self.store)
+            for out in ended:  # the episode's row right after its last record, not after an update
+                self._end_episode(out, returns[out.env])  # (seconds) that a kill could land in
+                returns[out.env] = 0.0
             self._train(crossed_warmup=bool(warmup) and before < warmup <= totals.steps)
-            for out in steps:
-                if out.terminated or out.truncated:
-                    self._end_episode(out, returns[out.env])
-                    returns[out.env] = 0.0
-                    if totals.steps < budget:
-                        envs.reset(out.env, seed=episode_seed(r.seed, envs.next_episode))
+            for out in ended:
+                if totals.steps < budget:
+                    envs.reset(out.env, seed=episode_seed(r.seed, envs.next_episode))
             for hook in hooks:
                 hook.after_step(self)
 
