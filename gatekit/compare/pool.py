@@ -121,14 +121,19 @@ def _raise_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def _terminate_as_interrupt() -> Any:
+def _terminate_as_interrupt() -> dict[int, Any]:
     """SIGTERM to the parent (``kill``, a scheduler's time limit) stops the runs as Ctrl-C does,
-    instead of leaving them running on their own; returns the previous handler (None: not the
-    main thread, nothing changed)."""
+    instead of leaving them running on their own. SIGINT too, even when this process inherited
+    it ignored (a shell starts background jobs so): ``gatekit train`` stops on SIGINT however it
+    was started, and a comparison of runs must as well. Returns the previous handlers (empty:
+    not the main thread, nothing changed)."""
+    old: dict[int, Any] = {}
     try:
-        return signal.signal(signal.SIGTERM, _raise_interrupt)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            old[sig] = signal.signal(sig, _raise_interrupt)
     except ValueError:
-        return None
+        pass
+    return old
 
 
 class LocalProcesses:
@@ -162,8 +167,8 @@ class LocalProcesses:
             raise
         finally:
             messages.close()
-            if term is not None:
-                signal.signal(signal.SIGTERM, term)
+            for sig, handler in term.items():
+                signal.signal(sig, handler)
         return outcomes
 
     @staticmethod
