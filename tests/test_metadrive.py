@@ -23,6 +23,7 @@ import pytest
 
 from gatekit.envs.metadrive import make_metadrive_env, make_metadrive_toy_env
 from gatekit.errors import ConfigError
+from gatekit.experts.metadrive import RELEASE_STD
 
 ROOT = Path(__file__).resolve().parent.parent
 needs_metadrive = pytest.mark.skipif(importlib.util.find_spec("metadrive") is None, reason="metadrive not installed")
@@ -428,15 +429,16 @@ def test_expert_drives_held_out_maps():
 # ------------------------------------------------------------------------- IDM expert
 def test_idm_expert_rejects_other_envs_and_bad_arguments():
     from gatekit.envs.toy import EchoEnv
-    from gatekit.experts.metadrive_idm import MetaDriveIDMExpert, check_sigma
+    from gatekit.experts.metadrive import check_std
+    from gatekit.experts.metadrive_idm import MetaDriveIDMExpert
 
     for env in (EchoEnv(dim=2), EchoEnv(n_actions=3)):
         with pytest.raises(ConfigError, match="^expert: metadrive-idm"):
             MetaDriveIDMExpert(env=env)
     for sigma in ([0.1], [0.1, 0.0], [0.1, float("nan")], "wide", None):
         with pytest.raises(ConfigError, match="^sigma: expected two positive numbers"):
-            check_sigma(sigma)
-    assert check_sigma((0.137, 0.458)).tolist() == [0.137, 0.458]
+            check_std(sigma, "sigma")
+    assert check_std((0.137, 0.458), "sigma").tolist() == [0.137, 0.458]
 
 
 @needs_metadrive
@@ -502,7 +504,7 @@ def test_idm_expert_drives_like_metadrives_own_idm_and_resyncs_after_a_gap():
     assert result["gap"] < 1e-6, result["gap"]  # MetaDrive's own IDM trajectory
     assert result["calls"] == 119 and result["same_step"]  # advanced once per step
     # deterministic: the action is the mean, the log density its peak -log(2 pi s1 s2)
-    assert abs(result["logp0"] + math.log(2 * math.pi * 0.137 * 0.458)) < 1e-9
+    assert abs(result["logp0"] + math.log(2 * math.pi * RELEASE_STD[0] * RELEASE_STD[1])) < 1e-9
     assert result["resyncs"] == 1 and result["after_gap"] == result["fresh"]
     assert max(abs(x) for x in result["fresh"]) < 1  # not clipped: the PID state shows
 

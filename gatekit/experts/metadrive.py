@@ -110,23 +110,29 @@ def load_weights(path: str | Path) -> dict[str, np.ndarray]:
     return {name: arrays[name] for name, _ in _LAYERS}
 
 
-def _check_metadrive(env: gym.Env) -> None:
+def check_metadrive_env(env: gym.Env, expert_id: str) -> None:
+    """Raise ConfigError unless ``env`` is a MetaDrive env with a ``[steering, throttle]`` Box
+    (shared by the MetaDrive experts; ``expert_id`` names the one asking)."""
     sim = env.unwrapped
     if not (hasattr(sim, "agent_manager") and hasattr(sim, "config")):
-        raise ConfigError(
-            f"expert: metadrive-ppo reads a MetaDrive ego vehicle, but the env is {type(sim).__name__}; "
-            "pick a MetaDrive env (metadrive, metadrive-toy)"
-        )
+        raise ConfigError(f"expert: {expert_id} reads a MetaDrive ego vehicle, but the env is {type(sim).__name__}; "
+                          "pick a MetaDrive env (metadrive, metadrive-toy)")
+    space = env.action_space
+    if not (isinstance(space, gym.spaces.Box) and space.shape == (ACTION_DIM,)):
+        raise ConfigError(f"expert: {expert_id} outputs [steering, throttle] (a Box of shape (2,)), but the env's "
+                          f"action space is {space}; pick a MetaDrive env")
 
 
-def _check_std(value: Any) -> np.ndarray:
-    """``log_prob_std`` as a float64 array of two finite positive numbers (else ConfigError)."""
+def check_std(value: Any, name: str) -> np.ndarray:
+    """``value`` as a float64 array of two finite positive standard deviations ``[steering,
+    throttle]`` (else a ConfigError naming the field ``name``)."""
     try:
-        std = np.asarray(value, dtype=np.float64)
+        std = np.asarray(value, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
-        std = np.full(1, np.nan)
-    if std.shape != (ACTION_DIM,) or not np.all(np.isfinite(std)) or not np.all(std > 0):
-        raise ConfigError(f"log_prob_std: expected two numbers > 0 ([steering, throttle]), got {value!r}")
+        std = np.empty(0)
+    if isinstance(value, str | bytes) or std.shape != (ACTION_DIM,) or not np.all(np.isfinite(std)) \
+            or np.any(std <= 0):
+        raise ConfigError(f"{name}: expected two positive numbers [steering, throttle], got {value!r}")
     return std
 
 
@@ -170,14 +176,10 @@ class MetaDrivePPOExpert(Expert):
                  log_prob_std: list[float] | tuple[float, ...] | None = None) -> None:
         if not isinstance(deterministic, bool | np.bool_):
             raise ConfigError(f"deterministic: expected true or false, got {deterministic!r}")
-        self.log_prob_std = None if log_prob_std is None else _check_std(log_prob_std)
+        self.log_prob_std = None if log_prob_std is None else check_std(log_prob_std, "log_prob_std")
+        check_metadrive_env(env, "metadrive-ppo")  # before loading weights: a wrong env fails fast
         action_space = env.action_space
-        if not (isinstance(action_space, gym.spaces.Box) and action_space.shape == (ACTION_DIM,)):
-            raise ConfigError(
-                f"expert: metadrive-ppo outputs [steering, throttle] (a Box of shape (2,)), but the env's action "
-                f"space is {action_space}; pick a MetaDrive env"
-            )
-        _check_metadrive(env)  # before loading weights: a wrong env fails fast
+        assert isinstance(action_space, gym.spaces.Box)  # checked above
         super().__init__(env.observation_space, action_space)
         self.deterministic = bool(deterministic)
         self.weights_path = default_weights() if weights is None else Path(weights)
@@ -192,7 +194,7 @@ class MetaDrivePPOExpert(Expert):
     # ----------------------------------------------------------------------------- binding
     def bind(self, env: gym.Env) -> None:
         """Advise ``env`` (a MetaDrive env, possibly wrapped); forgets the cached state."""
-        _check_metadrive(env)
+        check_metadrive_env(env, "metadrive-ppo")
         super().bind(env)
         self._observer = None  # built from this env's config on first use
         self._forget()

@@ -18,7 +18,7 @@ PID at a lane the car left long ago.
 Likelihoods. The policy is deterministic, but the human-gated criteria (HG-DAgger's and PVP's
 gates, a log-density threshold) need a density. The expert reports a fixed diagonal Gaussian
 around its (clipped) action, with the standard deviations of the PVP release's SB3 PPO expert
-(sigma = 0.137 steering, 0.458 throttle, the ``exp`` of its state-independent ``log_std``):
+(sigma = 0.1365 steering, 0.4583 throttle, the ``exp`` of its state-independent ``log_std``):
 its gate thresholds were tuned against that density, so a novice is judged by the same
 yardstick. ``deterministic=False`` samples that Gaussian; by default the expert acts on the
 mean (a rule-based driver's own action; sampling throttle noise of 0.46 only degrades it).
@@ -36,7 +36,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import gymnasium as gym
@@ -44,34 +43,13 @@ import numpy as np
 
 from gatekit.errors import ConfigError, ExpertError
 from gatekit.experts.base import Expert
-
-ACTION_DIM = 2
-#: The PVP release's PPO expert: sigma = exp(log_std), log_std = (-1.9915, -0.7803).
-PVP_SIGMA = (0.137, 0.458)
-_LOG_2PI = math.log(2.0 * math.pi)
-
-
-def check_sigma(sigma: Any, name: str = "sigma") -> np.ndarray:
-    """Two positive finite standard deviations ``[steering, throttle]`` (float64)."""
-    try:
-        arr = np.asarray(sigma, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        arr = np.empty(0)
-    if isinstance(sigma, (str, bytes)) or arr.shape != (ACTION_DIM,) or not np.all(np.isfinite(arr)) or np.any(arr <= 0):
-        raise ConfigError(f"{name}: expected two positive numbers [steering, throttle], got {sigma!r}")
-    return arr
-
-
-def check_metadrive_env(env: gym.Env, expert_id: str) -> None:
-    """Raise ConfigError unless ``env`` is a MetaDrive env with a ``[steering, throttle]`` Box."""
-    sim = env.unwrapped
-    if not (hasattr(sim, "agent_manager") and hasattr(sim, "config")):
-        raise ConfigError(f"expert: {expert_id} reads a MetaDrive ego vehicle, but the env is {type(sim).__name__}; "
-                          "pick a MetaDrive env (metadrive, metadrive-toy)")
-    space = env.action_space
-    if not (isinstance(space, gym.spaces.Box) and space.shape == (ACTION_DIM,)):
-        raise ConfigError(f"expert: {expert_id} outputs [steering, throttle] (a Box of shape (2,)), but the env's "
-                          f"action space is {space}; pick a MetaDrive env")
+from gatekit.experts.metadrive import (
+    _LOG_2PI,
+    ACTION_DIM,
+    RELEASE_STD,
+    check_metadrive_env,
+    check_std,
+)
 
 
 class MetaDriveIDMExpert(Expert):
@@ -104,13 +82,13 @@ class MetaDriveIDMExpert(Expert):
             False keeps it in its lane, stopping behind whatever blocks it.
         deterministic: act on the IDM's action; False samples the Gaussian around it.
         sigma: the Gaussian's standard deviations ``[steering, throttle]`` (default: the PVP
-            release's expert, :data:`PVP_SIGMA`).
+            release's expert, :data:`gatekit.experts.metadrive.RELEASE_STD`).
     """
 
     has_log_prob = True
 
     def __init__(self, *, env: gym.Env, lane_change: bool = True, deterministic: bool = True,
-                 sigma: Any = PVP_SIGMA) -> None:
+                 sigma: Any = RELEASE_STD) -> None:
         for name, value in (("lane_change", lane_change), ("deterministic", deterministic)):
             if not isinstance(value, bool | np.bool_):
                 raise ConfigError(f"{name}: expected true or false, got {value!r}")
@@ -118,7 +96,7 @@ class MetaDriveIDMExpert(Expert):
         super().__init__(env.observation_space, env.action_space)
         self.lane_change = bool(lane_change)
         self.deterministic = bool(deterministic)
-        self.sigma = check_sigma(sigma)
+        self.sigma = check_std(sigma, "sigma")
         space = env.action_space
         assert isinstance(space, gym.spaces.Box)  # checked above
         self._low = np.asarray(space.low, dtype=np.float64)
