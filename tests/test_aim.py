@@ -237,6 +237,39 @@ def test_unfitted_gate_keeps_the_expert_in_control():
         assert c.decide_batch([ctx]) == [Decision(expert_acts=True)]
 
 
+@pytest.mark.parametrize("revisits", [None, 1, 2])
+def test_revisit_check_takes_over_on_a_repeated_observation_only_when_on(revisits):
+    space = gym.spaces.Box(-2, 2, (3,), np.float32)
+    c = AIMCriterion(hidden=[8], revisits=revisits)
+    c.bind(space, gym.spaces.Discrete(3))
+    c.ready, c.beta, c.eps = True, 10.0, 0.0  # Q alone never takes over
+
+    def step(x):
+        obs = np.full(3, x, np.float32)
+        ctx = GateContext(obs=obs, novice_action=0, expert_in_control=False, episode_step=0, expert_fn=lambda o: 1)
+        decision = c.decide(ctx)
+        record = Transition(step=0, episode=0, obs=obs, novice_action=0, expert_action=None, executed_action=0,
+                            intervened=False, expert_queried=False, switched=False, reward=0.0, next_obs=obs,
+                            terminated=False, truncated=False, score=decision.score)
+        c.observe(ctx, record)
+        return decision.expert_acts
+
+    c.reset(seed=0)
+    first = [step(x) for x in (0.1, 0.2, 0.1, 0.3, 0.1)]  # 0.1 seen before at the 3rd and 5th step
+    expected = {None: [False] * 5, 1: [False, False, True, False, True], 2: [False] * 4 + [True]}[revisits]
+    assert first == expected
+    assert c.revisit_takeovers == sum(expected)
+    assert len(c.estimates) == 5  # its take-overs keep Q as the score: beta's estimates are unchanged
+    c.end_episode()
+    c.reset(seed=1)
+    assert not step(0.1)  # a new episode starts with an empty memory
+    ctx = GateContext(obs=np.full(3, 0.1, np.float32), novice_action=0, expert_in_control=False,
+                      episode_step=1, expert_fn=lambda o: 1)
+    (batch,), single = c.decide_batch([ctx]), c.decide(ctx)
+    assert batch.expert_acts == single.expert_acts
+    assert batch.score == pytest.approx(single.score, rel=1e-5)
+
+
 # -- the TD term ------------------------------------------------------------------------------------
 def _td_batch(c, terminated, discrete=False):
     g = torch.Generator().manual_seed(1)
@@ -396,6 +429,7 @@ def test_dqn_novice_learns_the_expert_action_from_proxy_values():
 @pytest.mark.parametrize("kwargs, match", [
     ({"delta": 0.0}, "delta"), ({"holdout": 1.0}, "holdout"), ({"hidden": [0]}, "hidden"),
     ({"beta_update": "x"}, "beta_update"), ({"gamma": 1.0}, "gamma"), ({"td_next": "min"}, "td_next"),
+    ({"revisits": 0}, "revisits"), ({"revisits": True}, "revisits"), ({"revisits": 1.5}, "revisits"),
 ])
 def test_criterion_argument_errors_name_the_argument(kwargs, match):
     with pytest.raises(ValueError, match=match):

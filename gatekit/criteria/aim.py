@@ -39,6 +39,20 @@ warm-up collects its first K labels from the expert). The gate retrains every K 
 whatever learner trains the novice, and it re-scores the novice with that learner's
 deterministic ``predict_batch``.
 
+Revisit check (``revisits: n``; not in the paper, off by default). The gate also takes over when
+the novice, in control, faces an observation this episode has already shown ``n`` times. The
+proxy Q alone cannot flag a novice that stalls or loops (pushing into a wall, turning in place):
+Q is anchored only on expert-labelled states, a state the gate never flags never gets a label,
+and the TD term has nothing to propagate around a self-loop (``Q(s, a) = gamma Q(s, a)``); and
+since beta is the ``1 - delta`` quantile of the novice's own recent Q values, a stall that fills
+most of an episode can be flagged on at most a fraction ``delta`` of its steps. An exact repeat
+of the observation (with a frame stack: of all its frames) is the robot's own evidence that it
+makes no progress, and it needs no expert to see it. Observations are compared by their bytes,
+so the check fits envs whose observations repeat exactly (grid worlds); with continuous ones it
+rarely fires. Its take-overs keep Q as their score, so beta's estimates are unchanged. The
+memory is cleared at each episode start and end; behind the vectorised wrapper the envs share
+one memory.
+
 Example:
     >>> import gymnasium as gym
     >>> c = AIMCriterion(delta=0.1, hidden=[32])
@@ -94,6 +108,9 @@ class AIMCriterion(LearnedCriterion):
         td_next: the TD term's next action: ``novice`` (``pi_n(s')``) or ``max`` (Discrete
             only: ``max_a' Q_target(s', a')``); see the module docstring.
         update_every: K, new expert-labelled (intervened) steps between updates.
+        revisits: also take over when the novice faces an observation seen ``revisits`` times
+            before in this episode (not in the paper); None (the default) is the paper's rule.
+            See the module docstring.
     """
 
     name = "aim"
@@ -102,7 +119,8 @@ class AIMCriterion(LearnedCriterion):
                  hidden: list[int] | None = None, td: bool = True, tau: float = 0.005,
                  steps_per_update: int = 50, first_steps: int = 500, min_estimates: int = 25,
                  holdout: float = 0.1, beta_update: Literal["paper", "rescore"] = "paper",
-                 td_next: Literal["novice", "max"] = "novice", update_every: int = 25) -> None:
+                 td_next: Literal["novice", "max"] = "novice", update_every: int = 25,
+                 revisits: int | None = None) -> None:
         super().__init__(update_every=update_every, labels="intervened")
         in_range("delta", delta, 0.0, 1.0, low_open=True, high_open=True)
         check_common(lr=lr, batch_size=batch_size, holdout=holdout)
@@ -111,6 +129,8 @@ class AIMCriterion(LearnedCriterion):
         for name, value in (("steps_per_update", steps_per_update), ("first_steps", first_steps),
                             ("min_estimates", min_estimates)):
             positive(name, value, allow_zero=True)
+        if revisits is not None and (isinstance(revisits, bool) or not isinstance(revisits, int) or revisits < 1):
+            raise ValueError(f"revisits must be an integer >= 1, or null for the paper's rule, got {revisits!r}")
         self.delta = float(delta)
         self.lr = float(lr)
         self.batch_size = int(batch_size)
@@ -123,6 +143,9 @@ class AIMCriterion(LearnedCriterion):
         self.first_steps = int(first_steps)
         self.holdout = float(holdout)
         self.beta_update = one_of("beta_update", beta_update, ("paper", "rescore"))
+        self.revisits = revisits
+        self._visits: dict[bytes, int] = {}  # this episode's observations (the revisit check)
+        self.revisit_takeovers = 0  # take-overs the revisit check added to Q's
         self.eps = math.nan
         self.beta = math.inf
         # rescore keeps the novice's (s, a_n) to score them with the current Q at each re-estimation
@@ -166,9 +189,21 @@ class AIMCriterion(LearnedCriterion):
         return float(self._fast_q(np.asarray(obs)[None], np.asarray(action)[None])[0])
 
     # -- the decision ---------------------------------------------------------------------
+    def revisited(self, obs: Any) -> bool:
+        """Whether ``obs`` was seen at least ``revisits`` times before in this episode (always
+        False with the check off)."""
+        return self.revisits is not None and self._visits.get(np.asarray(obs).tobytes(), 0) >= self.revisits
+
+    def _novice_decision(self, q: float, obs: Any) -> Decision:
+        if q > self.beta:
+            return Decision(expert_acts=True, score=q)
+        if self.revisited(obs):
+            self.revisit_takeovers += 1
+            return Decision(expert_acts=True, score=q)
+        return Decision(expert_acts=False, score=q)
+
     def takeover(self, ctx: GateContext) -> Decision:
-        q = self._single_q(ctx.obs, ctx.novice_action)
-        return Decision(expert_acts=q > self.beta, score=q)
+        return self._novice_decision(self._single_q(ctx.obs, ctx.novice_action), ctx.obs)
 
     def handback(self, ctx: GateContext) -> Decision:
         gap = mean_squared_gap(ctx.novice_action, ctx.expert_action, self.action_space)
@@ -184,11 +219,18 @@ class AIMCriterion(LearnedCriterion):
             obs = np.stack([np.asarray(ctxs[i].obs) for i in novice])
             values = self.q_values(obs, [ctxs[i].novice_action for i in novice])
             qs = {i: float(v) for i, v in zip(novice, values, strict=True)}
-        return [self.handback(c) if c.expert_in_control else Decision(expert_acts=qs[i] > self.beta, score=qs[i])
+        return [self.handback(c) if c.expert_in_control else self._novice_decision(qs[i], c.obs)
                 for i, c in enumerate(ctxs)]
 
     # -- bookkeeping ----------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None) -> None:
+        super().reset(seed=seed)
+        self._visits.clear()
+
     def observe(self, ctx: GateContext, record: Transition) -> None:
+        if self.revisits is not None:
+            key = np.asarray(ctx.obs).tobytes()
+            self._visits[key] = self._visits.get(key, 0) + 1
         # Every step the novice held when the gate was asked, including the ones it lost on
         # that step (as Thrifty-DAgger's loop does): record.score is then Q(s, a_n). Keeping
         # only the steps it kept would censor the sample at beta, and its (1 - delta) quantile
@@ -197,6 +239,7 @@ class AIMCriterion(LearnedCriterion):
             self.estimates.add(ctx.obs, ctx.novice_action, q=record.score)
 
     def end_episode(self) -> None:
+        self._visits.clear()
         if not self.ready or not self.estimates.enough:
             return
         if self.beta_update == "rescore":
@@ -291,8 +334,11 @@ class AIMCriterion(LearnedCriterion):
             self.estimates.clear()  # values of the old Q (rescore keeps the states instead)
         with torch.no_grad():
             q_n = self.q_values(obs_np, a_n_np)
-        return {**info, "eps": self.eps, "beta": self.beta, "novice_far": float(mask.mean()),
-                "q_novice_mean": float(q_n.mean()), "labels": float(n)}
+        out = {**info, "eps": self.eps, "beta": self.beta, "novice_far": float(mask.mean()),
+               "q_novice_mean": float(q_n.mean()), "labels": float(n)}
+        if self.revisits is not None:
+            out["revisit_takeovers"] = float(self.revisit_takeovers)
+        return out
 
     def _td_data(self, store: RecordStore, novice: Any, *, exclude_expert_from: int | None) -> dict[str, torch.Tensor] | None:
         """Every executed transition as tensors (at the first fit, without the held-out part)."""
@@ -321,7 +367,7 @@ class AIMCriterion(LearnedCriterion):
         assert self.q is not None and self.q_target is not None and self.optimizer is not None
         return {"q": self.q.state_dict(), "q_target": self.q_target.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "eps": float(self.eps), "beta": float(self.beta),
-                **self.estimates.state_dict()}
+                "revisit_takeovers": int(self.revisit_takeovers), **self.estimates.state_dict()}
 
     def _load_net_state(self, state: dict[str, Any]) -> None:
         assert self.q is not None and self.q_target is not None and self.optimizer is not None
@@ -331,5 +377,6 @@ class AIMCriterion(LearnedCriterion):
         self._fast_q = None
         self.eps = float(state["eps"])
         self.beta = float(state["beta"])
+        self.revisit_takeovers = int(state.get("revisit_takeovers", 0))
         self.estimates.load_state_dict(state, discrete=self.discrete)
 
