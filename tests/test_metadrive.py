@@ -77,6 +77,7 @@ def test_modules_import_without_metadrive():
     ({"seed": -3}, "seed"),
     ({"out_of_route_done": "yes"}, "out_of_route_done"),
     ({"render": 1}, "render"),
+    ({"stop_limit": 0}, "stop_limit"),
     ({"extra_config": ["x"]}, "extra_config"),
     ({"extra_config": {"start_seed": 5}}, "extra_config"),
     ({"extra_config": {"use_render": True}}, "extra_config"),
@@ -238,6 +239,40 @@ def test_one_engine_guard_and_seed_to_scenario_mapping():
     assert result["draws_a"] == result["draws_b"]
     assert all(1000 <= s < 1050 for s in result["draws_a"])
     assert result["train0"] == 100
+
+
+@needs_metadrive
+def test_stop_limit_truncates_a_training_episode_at_rest_and_leaves_held_out_ones_alone():
+    result, _ = run_child("""
+        import json
+        import numpy as np
+        from gatekit.envs.metadrive import make_metadrive_env
+        brake = np.array([0.0, -1.0], np.float32)
+        out = {}
+        for split in ("train", "test"):
+            env = make_metadrive_env(split=split, traffic_density=0.0, accident_prob=0.0, stop_limit=5)
+            env.reset(seed=0)
+            steps = []
+            for t in range(1, 9):
+                _, _, terminated, truncated, info = env.step(brake)
+                steps.append([t, truncated, bool(info.get("stopped_too_long", False))])
+                if terminated or truncated:
+                    break
+            # moving resets the count: 2 steps braking, then full throttle (over 1 km/h from the
+            # 4th step on), never truncates
+            env.reset(seed=0)
+            moving = []
+            for t in range(12):
+                _, _, _, truncated, _ = env.step(brake if t < 2 else np.array([0.0, 1.0], np.float32))
+                moving.append(truncated)
+            env.close()
+            out[split] = {"steps": steps, "moving": moving}
+        print("RESULT " + json.dumps(out))
+    """)
+    assert result["train"]["steps"][-1] == [5, True, True]  # truncated at the 5th step at rest
+    assert not any(t for _, t, _ in result["train"]["steps"][:-1])
+    assert len(result["test"]["steps"]) == 8 and not any(t for _, t, _ in result["test"]["steps"])
+    assert not any(result["train"]["moving"]) and not any(result["test"]["moving"])
 
 
 # ------------------------------------------------------------------------- expert in a child

@@ -50,6 +50,7 @@ METADRIVE_METRICS = ["route_completion", "crash", "out_of_road"]
 
 # MetaDrive's per-step collision flags; ``info["crash"]`` reports any of them (see MetaDriveGym).
 _CRASH_KEYS = ("crash", "crash_vehicle", "crash_object", "crash_building", "crash_human", "crash_sidewalk")
+STOPPED_KMH = 1.0  # stop_limit: below this speed the car counts as standing still
 
 # Config keys the factory arguments own: setting them through ``extra_config`` would bypass the
 # split/seed mapping or the offline/render handling.
@@ -156,6 +157,8 @@ class MetaDriveGym(gym.Wrapper):
       of the episode so far. ``SafeMetaDriveEnv`` does not end an episode on a crash, so a
       last-step-only flag would miss almost every crash; the raw per-step flags
       (``crash_vehicle``, ``crash_object``, ...) are left as MetaDrive reports them.
+    * With ``stop_limit``, an episode whose car has stood still (under 1 km/h) for that many
+      consecutive steps is truncated, with ``info["stopped_too_long"] = True``.
     * ``metadata`` names the metrics and marks the env single-instance (see
       :mod:`gatekit.envs.base`).
 
@@ -164,9 +167,11 @@ class MetaDriveGym(gym.Wrapper):
         start_seed: first scenario index of this split.
         num_scenarios: number of scenarios of this split.
         seed: seeds :attr:`np_random` before any seeded reset (None: random).
+        stop_limit: consecutive steps at rest that truncate an episode (None: never).
     """
 
-    def __init__(self, env: gym.Env, *, start_seed: int, num_scenarios: int, seed: int | None = None) -> None:
+    def __init__(self, env: gym.Env, *, start_seed: int, num_scenarios: int, seed: int | None = None,
+                 stop_limit: int | None = None) -> None:
         global _live
         if _live_env() is not None:
             # Not env.close(): MetaDrive's close() shuts whatever engine is live, i.e. the other env's.
@@ -181,6 +186,8 @@ class MetaDriveGym(gym.Wrapper):
             self.np_random, _ = seeding.np_random(int(seed))
         self.current_scenario: int | None = None
         self._crashed = False
+        self.stop_limit = stop_limit
+        self._stopped_for = 0  # consecutive steps at rest (stop_limit)
         self._closed = False
         _live = weakref.ref(self)
         self._finalizer = weakref.finalize(self, _close_inner, env)
@@ -201,6 +208,7 @@ class MetaDriveGym(gym.Wrapper):
             index = int(self.np_random.integers(self.num_scenarios))
         self.current_scenario = self.start_seed + index
         self._crashed = False
+        self._stopped_for = 0
         return self.env.reset(seed=self.current_scenario)
 
     def step(self, action: Any):
@@ -210,6 +218,12 @@ class MetaDriveGym(gym.Wrapper):
         info["crash"] = self._crashed
         info["out_of_road"] = bool(info.get("out_of_road", False))
         info["route_completion"] = float(info.get("route_completion", 0.0))
+        if self.stop_limit is not None:
+            at_rest = float(self.env.unwrapped.agent.speed_km_h) < STOPPED_KMH
+            self._stopped_for = self._stopped_for + 1 if at_rest else 0
+            if self._stopped_for >= self.stop_limit and not terminated:
+                truncated = True
+                info["stopped_too_long"] = True
         return obs, float(reward), bool(terminated), bool(truncated), info
 
     def close(self) -> None:
@@ -285,6 +299,7 @@ def make_metadrive_env(
     accident_prob: float = 0.8,
     map: int | str | None = None,  # shadows the builtin on purpose: MetaDrive's own name
     out_of_route_done: bool = True,
+    stop_limit: int | None = None,
     render: bool = False,
     extra_config: dict[str, Any] | None = None,
 ) -> gym.Env:
@@ -303,6 +318,11 @@ def make_metadrive_env(
         map: MetaDrive's ``map``: a block count (int) or a block string such as ``"COT"``;
             None keeps the library default (3 blocks).
         out_of_route_done: end the episode when the car leaves its route.
+        stop_limit: training split only (not in the paper): truncate an episode once the car
+            has stood still (under 1 km/h) for this many consecutive steps; None never does.
+            MetaDrive's PPO expert can wait behind an obstacle until the 1500-step horizon, and
+            a run with a 2K-step budget then spends most of it on one stop. Held-out episodes
+            keep the paper's protocol, so test figures stay comparable.
         render: open a window (needs a display and the render assets).
         extra_config: further ``SafeMetaDriveEnv`` config entries, applied last.
 
@@ -322,6 +342,8 @@ def make_metadrive_env(
     accident_prob = _check_unit("accident_prob", accident_prob)
     _check_map(map)
     out_of_route_done = _check_bool("out_of_route_done", out_of_route_done)
+    if stop_limit is not None:
+        stop_limit = _check_int("stop_limit", stop_limit, 1)
     render = _check_bool("render", render)
     _check_extra_config(extra_config)
 
@@ -366,7 +388,8 @@ def make_metadrive_env(
         inner = SafeMetaDriveEnv(config)
     except (KeyError, TypeError, AssertionError) as exc:
         raise ConfigError(f"extra_config: SafeMetaDriveEnv rejected the config: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from exc
-    return MetaDriveGym(inner, start_seed=start, num_scenarios=num_scenarios, seed=seed)
+    return MetaDriveGym(inner, start_seed=start, num_scenarios=num_scenarios, seed=seed,
+                        stop_limit=stop_limit if split == "train" else None)
 
 
 def make_metadrive_toy_env(*, split: str = "train", seed: int | None = None, **overrides: Any) -> gym.Env:
