@@ -36,6 +36,11 @@ def longest_run(mask: np.ndarray) -> int:
     return int((ends - starts).max()) if len(starts) else 0
 
 
+def rate(took: np.ndarray, mask: np.ndarray) -> str:
+    """The take-over rate over the steps in ``mask`` ("-" when there are none)."""
+    return f"{took[mask].mean():.2f}" if mask.any() else "-"
+
+
 def run_dirs(paths: list[str]) -> list[Path]:
     out: list[Path] = []
     for p in map(Path, paths):
@@ -64,9 +69,8 @@ def main() -> None:
             continue
         stopped = obs[:, SPEED_INDEX] < args.speed
         took = np.asarray(cols["intervened"])[args.warmup:].astype(bool)
-        rate = lambda m: f"{took[m].mean():.2f}" if m.any() else "-"  # noqa: E731
         name = f"{d.parent.name}/{d.name}"
-        print(f"{name:<40} {len(obs):>6} {stopped.mean():>8.2f} {rate(stopped):>18} {rate(~stopped):>17} "
+        print(f"{name:<40} {len(obs):>6} {stopped.mean():>8.2f} {rate(took, stopped):>18} {rate(took, ~stopped):>17} "
               f"{longest_run(stopped):>13}")
 
 

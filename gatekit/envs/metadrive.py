@@ -219,7 +219,7 @@ class MetaDriveGym(gym.Wrapper):
         info["out_of_road"] = bool(info.get("out_of_road", False))
         info["route_completion"] = float(info.get("route_completion", 0.0))
         if self.stop_limit is not None:
-            at_rest = float(self.env.unwrapped.agent.speed_km_h) < STOPPED_KMH
+            at_rest = float(self.env.unwrapped.agent.speed_km_h) < STOPPED_KMH  # type: ignore[attr-defined]
             self._stopped_for = self._stopped_for + 1 if at_rest else 0
             if self._stopped_for >= self.stop_limit and not terminated:
                 truncated = True
