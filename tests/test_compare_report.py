@@ -38,8 +38,9 @@ class StandIn:
     """A backend that 'runs' a job by writing the results a run would have: PVP's novice always
     succeeds, HG-DAgger's never; the expert's own success is measured once (0.8)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, resumed: tuple[str, ...] = ()) -> None:
         self.jobs: list[Job] = []
+        self.resumed = resumed  # job keys whose results say they were resumed
 
     def run(self, jobs, events):
         out = {}
@@ -55,7 +56,8 @@ class StandIn:
                             wall_seconds=30.0 + seed, test={"success": Stat(success, 0.0, 0.0, 3)},
                             expert_test={"success": Stat(0.8, 0.4, 0.1, 3)},
                             evaluations=[EvalPoint(step=150, expert_steps=60, switches=5, metrics={"success": success / 2}),
-                                         EvalPoint(step=300, expert_steps=100 + seed, switches=10, metrics={"success": success})])
+                                         EvalPoint(step=300, expert_steps=100 + seed, switches=10, metrics={"success": success})],
+                            extra={"resumed": {"from": "checkpoint.pt"}} if job.key in self.resumed else {})
             Path(job.run_dir).mkdir(parents=True)
             res.write(job.run_dir)
             events.progress(job.key, {"steps": job.total_steps})
@@ -111,6 +113,17 @@ def test_report_page_from_the_runs_keeps_the_hand_written_text(tmp_path):
     text = page.read_text()
     assert "edited by hand" not in text and "1 measurement" in text and "Still kept" in text
     assert text.count(begin) == 1
+
+
+@needs_rliable
+def test_the_report_names_resumed_runs(tmp_path):
+    recipe, page = _toy(tmp_path, bootstrap_reps=300), tmp_path / "comparison.md"
+    run_comparison(recipe, out=tmp_path / "a", seeds=[0, 1], progress=False, report=page, backend=StandIn())
+    assert "Resumed after an interruption" not in page.read_text()
+    run_comparison(recipe, out=tmp_path / "b", seeds=[0, 1], progress=False, report=page,
+                   backend=StandIn(resumed=("PVP s1",)))
+    assert "Resumed after an interruption: PVP seed 1. A run resumed during training goes on differently" \
+        in page.read_text()
 
 
 @needs_rliable

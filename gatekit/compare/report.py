@@ -264,6 +264,19 @@ def wall_times_md(summary: Summary) -> list[str]:
             "runs execute side by side (`--workers`), so the comparison takes less.", ""]
 
 
+def resumed_md(summary: Summary) -> list[str]:
+    """A line naming the finished runs that were resumed after an interruption (none: no line).
+
+    A resumed run starts a new episode where it stopped, so it goes on differently from the
+    same seed run without a stop: a fresh clone reproduces the table only without such runs."""
+    names = [f"{s.name} seed {r.seed}" for s in summary.methods for r in s.finished if r.extra.get("resumed")]
+    if not names:
+        return []
+    return [f"Resumed after an interruption: {', '.join(names)}. A run resumed during training goes on differently "
+            "from an uninterrupted one, so a fresh start may not reproduce it to the digit (move its folder aside "
+            "and run the command again to replace it).", ""]
+
+
 def report_block(comp: Comparison, summary: Summary, *, command: str, figures: list[str]) -> str:
     """The generated block of one comparison (markers included)."""
     begin, end = markers(comp.name)
@@ -274,7 +287,7 @@ def report_block(comp: Comparison, summary: Summary, *, command: str, figures: l
               command, "```", "",
               f"{sum(len(s.finished) for s in summary.methods)} finished runs "
               f"({len(summary.methods)} methods, seeds {', '.join(map(str, seeds)) or '-'}).", "",
-              *wall_times_md(summary), *tables_md(summary)]
+              *wall_times_md(summary), *resumed_md(summary), *tables_md(summary)]
     for fig in figures:
         what = Path(fig).stem.removeprefix(f"{comp.name}_").replace("_", " ")
         lines += [f"![{comp.name}: {what}]({fig})", ""]
