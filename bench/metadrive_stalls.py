@@ -47,7 +47,8 @@ def run_dirs(paths: list[str]) -> list[Path]:
         if (p / "records.gkr").is_file():
             out.append(p)
         else:
-            out.extend(sorted(d for d in p.glob("seed*") if (d / "records.gkr").is_file()))
+            # seed<k> only: a folder set aside (seed<k>.changed-1, ...) is not one of the runs
+            out.extend(sorted(d for d in p.glob("seed*") if d.name[4:].isdigit() and (d / "records.gkr").is_file()))
     return out
 
 
