@@ -3,11 +3,12 @@
 A gate that never fires on a stopped car lets a novice that has learnt to stop spend the run's
 step budget standing still: no labels, no progress. This script reads finished runs' record logs
 and prints, per run, the steps after the warm-up, the fraction of them with the car stopped
-(speed feature below ``--speed``), the take-over rate while stopped and while moving, and the
-longest stop (consecutive stopped steps).
+(under ``--kmh``, by default the env's own ``stop_limit`` threshold), the take-over rate while
+stopped and while moving, and the longest stop (consecutive stopped steps).
 
-The speed is MetaDrive's own observation feature: index 3 of the 259-d lidar-state vector,
-``(speed_km_h + 1) / (max_speed_km_h + 1)`` (0.012 at rest); 0.03 is under 1.5 km/h.
+The speed is read back from MetaDrive's own observation feature: index 3 of the 259-d
+lidar-state vector, ``(speed_km_h + 1) / (max_speed_km_h + 1)`` with the default vehicle's 80 km/h
+top speed (0.012 at rest).
 
 Usage (one or more run folders, or method folders holding ``seed<k>`` run folders)::
 
@@ -25,8 +26,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gatekit.data.log import read_log  # noqa: E402
+from gatekit.envs.metadrive import STOPPED_KMH  # noqa: E402
 
 SPEED_INDEX = 3  # MetaDrive's LidarStateObservation: [left, right, heading diff, speed, ...]
+MAX_SPEED_KMH = 80.0  # MetaDrive's default vehicle, which scales that feature
 
 
 def longest_run(mask: np.ndarray) -> int:
@@ -56,7 +59,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", help="run folders, or folders of seed<k> run folders")
     parser.add_argument("--warmup", type=int, default=200, help="steps driven by the expert first (skipped)")
-    parser.add_argument("--speed", type=float, default=0.03, help="speed feature below which the car is stopped")
+    parser.add_argument("--kmh", type=float, default=STOPPED_KMH, help="speed under which the car is stopped")
     args = parser.parse_args()
     dirs = run_dirs(args.runs)
     if not dirs:
@@ -68,7 +71,7 @@ def main() -> None:
         if obs.ndim != 2 or obs.shape[1] <= SPEED_INDEX:
             print(f"{str(d):<40} not a MetaDrive lidar-state run (observation shape {obs.shape[1:]})")
             continue
-        stopped = obs[:, SPEED_INDEX] < args.speed
+        stopped = obs[:, SPEED_INDEX] < (args.kmh + 1.0) / (MAX_SPEED_KMH + 1.0)
         took = np.asarray(cols["intervened"])[args.warmup:].astype(bool)
         name = f"{d.parent.name}/{d.name}"
         print(f"{name:<40} {len(obs):>6} {stopped.mean():>8.2f} {rate(took, stopped):>18} {rate(took, ~stopped):>17} "
