@@ -1,4 +1,5 @@
-"""``env.n_envs``: several envs in worker processes, one gate deciding for the batch."""
+"""``env.n_envs``: several envs (env 0 in the run's process, the others in worker processes), one gate
+deciding for the batch."""
 
 from __future__ import annotations
 
@@ -42,6 +43,38 @@ def test_two_envs_record_every_step_once_with_their_env_index(tmp_path):
     for name in cols:
         np.testing.assert_array_equal(cols[name], cols2[name], err_msg=name)
     assert again.to_json()["expert_steps"] == res.expert_steps
+
+
+def test_env_0_steps_in_the_run_s_own_process_with_the_records_of_the_all_worker_layout(tmp_path, monkeypatch):
+    """Env 0 and its expert live in the run's process (n envs, n - 1 worker processes), and the
+    records are the same as with every env in a worker: where an env lives changes no draw."""
+    import functools
+
+    import gatekit.runs.loop as loop
+    from gatekit.config import Component
+    from gatekit.runs.envs import EnvWorkers
+
+    comp, expert = Component(id="echo", kwargs={"dim": 1, "horizon": 12}), Component(id="echo", kwargs={"action": [0.0]})
+    for here, processes in ((True, 2), (False, 3)):
+        workers = EnvWorkers(comp, expert, 3, seed=0, here=here)
+        try:
+            assert workers.n == 3 and workers.processes == processes
+            first = [workers.call(i, "reset", 5)[0].tolist() for i in range(3)]
+            assert first[0] == first[1] == first[2]  # same seed, same episode, wherever the env lives
+            stepped = workers.step_many({2: np.zeros(1, np.float32), 0: np.zeros(1, np.float32)})
+            assert list(stepped) == [2, 0]  # in the order asked
+        finally:
+            workers.close()
+
+    crit = {"id": "aim", "hidden": [8], "first_steps": 10, "steps_per_update": 2, "batch_size": 32, "update_every": 10}
+    here = train(_recipe(2, criterion=crit), out=tmp_path / "here")
+    monkeypatch.setattr(loop, "EnvWorkers", functools.partial(EnvWorkers, here=False))
+    apart = train(_recipe(2, criterion=crit), out=tmp_path / "apart")
+    _, a, _ = read_log(tmp_path / "here" / "records.gkr")
+    _, b, _ = read_log(tmp_path / "apart" / "records.gkr")
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert here.expert_steps == apart.expert_steps
 
 
 @pytest.mark.parametrize("learner", [

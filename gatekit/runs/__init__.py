@@ -17,7 +17,7 @@ module            what
 ``logs``          ``progress.csv``, ``eval.csv``, TensorBoard
 ``rundir``        run folder names, checks, atomic writes, the disk reserve
 ``evaluate_saved`` ``gatekit eval``: a saved novice or an expert on the test split
-``envs``          the envs a run steps: one in process, or ``env.n_envs`` worker processes
+``envs``          the envs a run steps: one in process, or ``env.n_envs`` (env 0 here, the rest in workers)
 ``components``    a recipe's component arguments checked without building the components
 ================= ==================================================================
 """

@@ -1,13 +1,16 @@
-"""The envs a run steps: one in this process, or ``env.n_envs`` in worker processes.
+"""The envs a run steps: one in this process, or ``env.n_envs``: env 0 here, the others in worker processes.
 
 Both kinds offer the loop one interface (:class:`EnvBatch`): reset env ``i`` with a seed, step a
 set of envs with the novice's actions, and get back, per env, the reward, the end flags, the
 ``info`` and the step's record.
 
 * :class:`InProcessEnvs`: one env behind an :class:`~gatekit.wrappers.InterventionWrapper`.
-* :class:`WorkerEnvs`: ``n`` envs, each in its own process **together with its expert**, so an
-  expert that reads its simulator (MetaDrive's PPO expert, the MiniGrid planner) answers there
-  and a one-engine-per-process simulator never sees two engines. The gate stays here: one
+* :class:`WorkerEnvs`: ``n`` envs, each **together with its expert**: env 0 in the run's own
+  process, envs 1..n-1 in worker processes, so an expert that reads its simulator (MetaDrive's
+  PPO expert, the MiniGrid planner) answers where its env lives and a one-engine-per-process
+  simulator never sees two engines in a process. Env 0 steps here while the workers step
+  theirs: n envs keep n cores busy with n processes, where n workers and a waiting run process
+  would be n + 1 (``bench/env_throughput.py`` measures both). The gate stays here: one
   :class:`~gatekit.wrappers.intervention.StepGate` per env, one criterion deciding for the whole
   batch (``decide_batch``), one record store. The envs step in parallel; the expert is asked
   only when the criterion reads its action (a round trip to that env's process). Records carry
@@ -122,51 +125,70 @@ class InProcessEnvs:
 # -- worker processes ---------------------------------------------------------------------------
 
 
+class _EnvHost:
+    """One env and its expert (train split), answering the requests of :class:`EnvWorkers` by
+    name: in a worker process, or in the run's own process for env 0."""
+
+    def __init__(self, env_comp: Component, expert_comp: Component, seed: int) -> None:
+        from gatekit.arguments import build
+        from gatekit.envs import ENVS
+        from gatekit.experts import EXPERTS
+
+        self.env = build(ENVS, env_comp, "env", split="train", seed=seed)
+        try:
+            self.expert = build(EXPERTS, expert_comp, "expert", env=self.env)
+            self.expert.bind(self.env)
+        except BaseException:
+            self.env.close()
+            raise
+        self.handlers: dict[str, Callable[..., Any]] = {
+            "reset": lambda seed: self.env.reset(seed=seed),
+            "step": lambda action: self.env.step(action),
+            "act": lambda obs: self.expert.act(obs),
+            "log_prob": lambda obs, action: float(self.expert.log_prob(obs, action)),
+            "expert_reset": lambda seed: self.expert.reset(seed=seed),
+        }
+
+    def ready(self) -> tuple[Any, ...]:
+        """What the parent needs to know: spaces, log_prob, a person, the env's metadata."""
+        expert, env = self.expert, self.env
+        return (env.observation_space, env.action_space, bool(getattr(expert, "has_log_prob", False)),
+                callable(getattr(expert, "claim_control", None)), dict(env.metadata))
+
+    def close(self) -> None:
+        try:
+            self.expert.close()  # before the env: an expert's window may share the simulator's display
+        finally:
+            self.env.close()
+
+
 def _worker_main(conn: Any, env_comp: Component, expert_comp: Component, seed: int) -> None:
     """An env and its expert, answering the parent's requests until ``close``."""
     import signal
     import sys
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle: it stops, then closes us
-
-    from gatekit.arguments import build
-    from gatekit.envs import ENVS
-    from gatekit.experts import EXPERTS
-
     try:
-        env = build(ENVS, env_comp, "env", split="train", seed=seed)
-        expert = build(EXPERTS, expert_comp, "expert", env=env)
-        expert.bind(env)
+        host = _EnvHost(env_comp, expert_comp, seed)
     except Exception as exc:  # reported to the parent, which raises it there
         conn.send(("error", _one_line(exc)))
         return
     if "torch" in sys.modules:  # an expert on torch: one thread per process (the envs run side by side)
         sys.modules["torch"].set_num_threads(1)
-    conn.send(("ready", (env.observation_space, env.action_space, bool(getattr(expert, "has_log_prob", False)),
-                         callable(getattr(expert, "claim_control", None)), dict(env.metadata))))
-    handlers: dict[str, Callable[..., Any]] = {
-        "reset": lambda seed: env.reset(seed=seed),
-        "step": lambda action: env.step(action),
-        "act": lambda obs: expert.act(obs),
-        "log_prob": lambda obs, action: float(expert.log_prob(obs, action)),
-        "expert_reset": lambda seed: expert.reset(seed=seed),
-    }
+    conn.send(("ready", host.ready()))
     try:
         while True:
             cmd, args = conn.recv()
             if cmd == "close":
                 break
             try:
-                conn.send(("ok", handlers[cmd](*args)))
+                conn.send(("ok", host.handlers[cmd](*args)))
             except Exception as exc:
                 conn.send(("error", _one_line(exc)))
     except (EOFError, KeyboardInterrupt):  # the parent went away or was interrupted
         pass
     finally:
-        try:
-            expert.close()  # before the env: an expert's window may share the simulator's display
-        finally:
-            env.close()
+        host.close()
 
 
 def _one_line(exc: BaseException) -> str:
@@ -175,34 +197,52 @@ def _one_line(exc: BaseException) -> str:
 
 
 class EnvWorkers:
-    """``n`` worker processes, each holding the recipe's env (train split) and expert.
+    """``n`` envs with their experts (the recipe's env, train split): env 0 in this process
+    (with ``here``, the default), the others in worker processes.
 
     Args:
-        env_comp: the env component (its factory is called in the worker, with ``seed``).
-        expert_comp: the expert component (built on the worker's env).
+        env_comp: the env component (its factory is called with ``seed``).
+        expert_comp: the expert component (built on its env).
         n: how many.
-        seed: the run's seed; worker ``i`` builds its env with a seed derived from it and ``i``.
+        seed: the run's seed; env ``i`` is built with a seed derived from it and ``i`` (the same
+            wherever it lives, so a run's records do not depend on ``here``).
+        here: build env 0 in this process, which steps it while the workers step theirs (False:
+            every env in a worker process, this one only waits).
     """
 
-    def __init__(self, env_comp: Component, expert_comp: Component, n: int, *, seed: int) -> None:
+    def __init__(self, env_comp: Component, expert_comp: Component, n: int, *, seed: int, here: bool = True) -> None:
         ctx = mp.get_context("spawn")  # a fresh interpreter: no simulator state is inherited
         seeds = np.random.SeedSequence([seed, 7919]).generate_state(n)
-        self._conns: list[Any] = []
-        self._procs: list[Any] = []
-        for i in range(n):
+        self.n = n
+        self._host: _EnvHost | None = None
+        self._conns: dict[int, Any] = {}
+        self._procs: dict[int, Any] = {}
+        for i in range(1 if here else 0, n):
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_worker_main, args=(child, env_comp, expert_comp, int(seeds[i])), daemon=True)
             proc.start()
             child.close()
-            self._conns.append(parent)
-            self._procs.append(proc)
-        self.n = n
+            self._conns[i] = parent
+            self._procs[i] = proc
         try:
-            ready = [self._receive(i) for i in range(n)]
+            if here:  # built while the workers start theirs
+                try:
+                    self._host = _EnvHost(env_comp, expert_comp, int(seeds[0]))
+                except GatekitError:
+                    raise
+                except Exception as exc:
+                    raise GatekitError(f"env 0 (in this process): {_one_line(exc)}") from exc
+            ready = [self._host.ready()] if self._host is not None else []
+            ready += [self._receive(i) for i in sorted(self._conns)]
         except BaseException:
             self.close()
             raise
         self.observation_space, self.action_space, self.has_log_prob, self.has_person, self.metadata = ready[0]
+
+    @property
+    def processes(self) -> int:
+        """How many worker processes (``n - 1`` with env 0 here, else ``n``)."""
+        return len(self._procs)
 
     def _receive(self, i: int) -> Any:
         try:
@@ -213,27 +253,48 @@ class EnvWorkers:
             raise GatekitError(f"env worker {i}: {payload}")
         return payload
 
+    def _here(self, cmd: str, args: tuple[Any, ...]) -> Any:
+        """Env 0's answer, with a worker's errors: one line, as a :class:`GatekitError`."""
+        assert self._host is not None
+        try:
+            return self._host.handlers[cmd](*args)
+        except GatekitError:
+            raise
+        except Exception as exc:
+            raise GatekitError(f"env 0 (in this process): {_one_line(exc)}") from exc
+
     def call(self, i: int, cmd: str, *args: Any) -> Any:
-        """Run ``cmd`` in worker ``i`` and wait for its answer."""
+        """Run ``cmd`` for env ``i`` and wait for its answer."""
+        if i not in self._conns:
+            return self._here(cmd, args)
         self._conns[i].send((cmd, args))
         return self._receive(i)
 
     def step_many(self, actions: dict[int, Any]) -> dict[int, Any]:
-        """Step the envs of ``actions`` in parallel; their results by env index."""
-        for i, action in actions.items():
-            self._conns[i].send(("step", (action,)))
-        return {i: self._receive(i) for i in actions}
+        """Step the envs of ``actions`` in parallel (env 0 here while the workers step theirs);
+        their results by env index."""
+        remote = [i for i in actions if i in self._conns]
+        for i in remote:
+            self._conns[i].send(("step", (actions[i],)))
+        out = {i: self._here("step", (actions[i],)) for i in actions if i not in self._conns}
+        out.update({i: self._receive(i) for i in remote})
+        return {i: out[i] for i in actions}
 
     def close(self) -> None:
-        for conn in self._conns:
+        for conn in self._conns.values():
             try:
                 conn.send(("close", ()))
             except (BrokenPipeError, OSError):
                 pass
-        for proc in self._procs:
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.terminate()
+        try:
+            if self._host is not None:
+                self._host.close()
+                self._host = None
+        finally:
+            for proc in self._procs.values():
+                proc.join(timeout=10)
+                if proc.is_alive():
+                    proc.terminate()
 
 
 class RemoteExpert(Expert):

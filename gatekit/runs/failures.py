@@ -213,7 +213,7 @@ def build_failed(exc: BaseException, run: Run) -> BaseException:
     if isinstance(exc, GatekitError) or not isinstance(exc, (Exception, SystemExit)):
         return exc
     # components are built in the order of ROLES: the first one missing is the one being built
-    # (with env workers the env and the expert live in the workers, which report their own errors)
+    # (with env.n_envs > 1 the envs and experts report their own errors, as GatekitErrors)
     built_here = ROLES if run.recipe.env.n_envs <= 1 else ("criterion", "learner")
     role = component_of(exc, run) or next((r for r in built_here if not hasattr(run, r)), None)
     if role is None:

@@ -125,8 +125,8 @@ class Run:
     def build(self, *, records: bool = True) -> None:
         """Seed, then build env, expert, criterion, learner, record store and the gate (in this
         order: the order fixes what each draws from the seeded RNGs). ``records=False`` keeps
-        the records in memory (a dry run). With ``env.n_envs > 1`` the envs and their experts
-        are built in worker processes (:mod:`gatekit.runs.envs`)."""
+        the records in memory (a dry run). With ``env.n_envs > 1`` env 0 and its expert are
+        built here and the other envs with theirs in worker processes (:mod:`gatekit.runs.envs`)."""
         r = self.recipe
         torch.manual_seed(r.seed)
         np.random.seed(r.seed % 2**32)  # for third-party code that still uses the global RNG
