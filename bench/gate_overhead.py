@@ -16,6 +16,7 @@ which costs the same as trained ones. Decision latency: ``decide`` on one contex
 Example:
     .venv/bin/python bench/gate_overhead.py --env cartpole --steps 3000
     .venv/bin/python bench/gate_overhead.py --env metadrive --steps 2000
+    .venv/bin/python bench/gate_overhead.py --env null-metadrive --steps 20000 --criteria never,aim
 """
 
 from __future__ import annotations
@@ -39,7 +40,62 @@ from gatekit.experts import EXPERTS  # noqa: E402
 from gatekit.types import GateContext  # noqa: E402
 from gatekit.wrappers import InterventionWrapper  # noqa: E402
 
-EXPERT_OF = {"cartpole": "cartpole-pd", "pendulum": "pendulum-pd", "metadrive": "metadrive-ppo"}
+EXPERT_OF = {"cartpole": "cartpole-pd", "pendulum": "pendulum-pd", "metadrive": "metadrive-ppo",
+             "null-metadrive": ""}
+
+
+class NullMetaDrive(gym.Env):
+    """MetaDrive's spaces (259-dim lidar-and-state observation, 2-dim action) with next to no
+    simulation: each step draws a fresh observation. On it the gate's own code is all there is
+    to time, with its caches warm (a real simulator step evicts them)."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (259,), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def __init__(self, horizon: int = 1000) -> None:
+        self.horizon, self.t = horizon, 0
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        super().reset(seed=seed)
+        self.t = 0
+        return self.np_random.random(259, dtype=np.float32), {}
+
+    def step(self, action: Any) -> Any:
+        self.t += 1
+        return self.np_random.random(259, dtype=np.float32), 0.0, False, self.t >= self.horizon, {}
+
+
+class ConstantExpert:
+    """The null env's expert: one fixed action (its cost is timed apart, like any expert's)."""
+
+    observation_space, action_space = NullMetaDrive.observation_space, NullMetaDrive.action_space
+
+    def __init__(self) -> None:
+        self.has_log_prob = False
+
+    def bind(self, env: Any) -> None:
+        pass
+
+    def reset(self, *, seed: int | None = None) -> None:
+        pass
+
+    def act(self, obs: Any) -> np.ndarray:
+        return np.array([0.1, 0.5], np.float32)
+
+    def close(self) -> None:
+        pass
+
+
+def make_env(env_id: str, seed: int) -> gym.Env:
+    if env_id == "null-metadrive":
+        return NullMetaDrive()
+    return build(ENVS, Component(id=env_id), "env", split="train", seed=seed)
+
+
+def make_expert(env_id: str, env: gym.Env) -> Any:
+    if env_id == "null-metadrive":
+        return ConstantExpert()
+    return build(EXPERTS, Component(id=EXPERT_OF[env_id]), "expert", env=env)
 
 
 class TimedEnv(gym.Wrapper):
@@ -107,8 +163,8 @@ def measure(env_id: str, criterion: str, steps: int, seed: int) -> dict[str, flo
     """CPU seconds per step: the env's step, the expert's act, and the rest of ``wrapper.step``
     (the gate). The novice (a random action half the time, the expert's the other half, so
     that both take-overs and hand-backs happen) acts outside the timed calls."""
-    env = TimedEnv(build(ENVS, Component(id=env_id), "env", split="train", seed=seed))
-    raw_expert = build(EXPERTS, Component(id=EXPERT_OF[env_id]), "expert", env=env.env)
+    env = TimedEnv(make_env(env_id, seed))
+    raw_expert = make_expert(env_id, env.env)
     expert = TimedExpert(raw_expert)
     crit = make_criterion(criterion, env.observation_space, env.action_space)
     wrapper = InterventionWrapper(env, expert=expert, criterion=crit)  # type: ignore[arg-type]
@@ -130,7 +186,7 @@ def measure(env_id: str, criterion: str, steps: int, seed: int) -> dict[str, flo
 
 
 def decision_latency(criterion: str, env_id: str, seed: int, repeats: int = 2000) -> tuple[float, float]:
-    env = build(ENVS, Component(id=env_id), "env", split="train", seed=seed)
+    env = make_env(env_id, seed)
     crit = make_criterion(criterion, env.observation_space, env.action_space)
     obs, _ = env.reset(seed=0)
     act = env.action_space.sample()
