@@ -17,6 +17,7 @@ Example:
     .venv/bin/python bench/gate_overhead.py --env cartpole --steps 3000
     .venv/bin/python bench/gate_overhead.py --env metadrive --steps 2000
     .venv/bin/python bench/gate_overhead.py --env null-metadrive --steps 20000 --criteria never,aim
+    .venv/bin/python bench/gate_overhead.py --env null-metadrive --steps 5000 --evict-mb 16
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ class NullMetaDrive(gym.Env):
     observation_space = gym.spaces.Box(0.0, 1.0, (259,), np.float32)
     action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 
-    def __init__(self, horizon: int = 1000) -> None:
+    def __init__(self, horizon: int = 1000, evict_mb: float = 0.0) -> None:
         self.horizon, self.t = horizon, 0
+        self._scratch = np.zeros(int(evict_mb * 2**20) // 8) if evict_mb else None
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
         super().reset(seed=seed)
@@ -62,6 +64,8 @@ class NullMetaDrive(gym.Env):
 
     def step(self, action: Any) -> Any:
         self.t += 1
+        if self._scratch is not None:  # stand-in for a simulator's memory traffic: evicts the caches
+            self._scratch += 1.0
         return self.np_random.random(259, dtype=np.float32), 0.0, False, self.t >= self.horizon, {}
 
 
@@ -86,9 +90,12 @@ class ConstantExpert:
         pass
 
 
+EVICT_MB = 0.0  # --evict-mb
+
+
 def make_env(env_id: str, seed: int) -> gym.Env:
     if env_id == "null-metadrive":
-        return NullMetaDrive()
+        return NullMetaDrive(evict_mb=EVICT_MB)
     return build(ENVS, Component(id=env_id), "env", split="train", seed=seed)
 
 
@@ -213,7 +220,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--criteria", default="never,action-gap,aim,thrifty")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--evict-mb", type=float, default=0.0,
+                   help="null-metadrive: MB of memory each step writes (a simulator's cache eviction)")
     args = p.parse_args()
+    global EVICT_MB
+    EVICT_MB = args.evict_mb
     torch.set_num_threads(1)
     print(f"env {args.env}, {args.steps} steps per criterion, CPU time of this process "
           f"(load average {' '.join(f'{x:.1f}' for x in __import__('os').getloadavg())})")
