@@ -25,7 +25,7 @@ step: :class:`WorkerEnvs` refuses them (``env.n_envs: 1`` runs them).
 from __future__ import annotations
 
 import multiprocessing as mp
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -273,12 +273,17 @@ class EnvWorkers:
     def step_many(self, actions: dict[int, Any]) -> dict[int, Any]:
         """Step the envs of ``actions`` in parallel (env 0 here while the workers step theirs);
         their results by env index."""
-        remote = [i for i in actions if i in self._conns]
-        for i in remote:
-            self._conns[i].send(("step", (actions[i],)))
-        out = {i: self._here("step", (actions[i],)) for i in actions if i not in self._conns}
-        out.update({i: self._receive(i) for i in remote})
-        return {i: out[i] for i in actions}
+        return dict(self.step_each(actions))
+
+    def step_each(self, actions: dict[int, Any]) -> Iterator[tuple[int, Any]]:
+        """Step the envs of ``actions`` in parallel and yield ``(env, result)`` in the order of
+        ``actions``, each as soon as it is there: what the caller does with env 0's result
+        overlaps the workers' steps."""
+        for i in actions:
+            if i in self._conns:
+                self._conns[i].send(("step", (actions[i],)))
+        for i in actions:
+            yield i, (self._receive(i) if i in self._conns else self._here("step", (actions[i],)))
 
     def close(self) -> None:
         for conn in self._conns.values():
@@ -390,11 +395,10 @@ class WorkerEnvs:
         for i in order:
             ctx, ok = prepared[i]
             executed[i], infos[i] = self.gates[i].resolve(ctx, decided.get(i, Decision(expert_acts=True)), ok)
-        results = self.workers.step_many(executed)
         out = []
-        for i in order:
+        for i, result in self.workers.step_each(executed):  # env 0's record while the workers step
             gate, (ctx, _), ginfo = self.gates[i], prepared[i], infos[i]
-            obs, reward, terminated, truncated, info = results[i]
+            obs, reward, terminated, truncated, info = result
             record = gate.record(ctx, ginfo, float(reward), obs, terminated, truncated)
             self.store.append(record)
             gate.count(ginfo)
