@@ -2,7 +2,7 @@
 
 The run's own components are built as ``gatekit train`` builds them (:class:`gatekit.runs.loop.Run`:
 the env(s), each env's expert, the criterion, the novice, an in-memory record store) and the
-loop's acting part is timed: the novice acts on every env's observation, the gate decides
+loop's acting part is timed: the novice acts on every env's observation (one batch), the gate decides
 (one ``decide_batch`` for the batch), the envs step (with ``n_envs > 1``: env 0 in this process
 while the others step in worker processes), the records are stored, ended episodes reset. Nothing trains: the novice is the
 untrained network and the gate is made ready as ``bench/gate_overhead.py`` makes it (AIM: its
@@ -74,7 +74,8 @@ def measure(recipe_path: str, n_envs: int, steps: int, warmup: int, overrides: l
         while envs.totals.steps < warmup + steps:
             if t0 == 0.0 and envs.totals.steps >= warmup:
                 t0, c0, start, resetting, resets = time.perf_counter(), time.process_time(), envs.totals.steps, 0.0, 0
-            for out in envs.step({i: run.learner.act(envs.obs(i)) for i in range(envs.n)}):
+            actions = run.learner.act_batch([envs.obs(i) for i in range(envs.n)])  # as the run loop does
+            for out in envs.step(dict(enumerate(actions))):
                 if out.terminated or out.truncated:
                     t = time.perf_counter()
                     envs.reset(out.env, seed=episode_seed(recipe.seed, envs.next_episode))

@@ -9,6 +9,7 @@ import pytest
 from gatekit.config import load_recipe_dict
 from gatekit.data import read_log
 from gatekit.errors import ConfigError
+from gatekit.experts.base import Expert
 from gatekit.runs import train
 
 
@@ -75,6 +76,72 @@ def test_env_0_steps_in_the_run_s_own_process_with_the_records_of_the_all_worker
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     assert here.expert_steps == apart.expert_steps
+
+
+class NoisyEcho(Expert):
+    """A stochastic expert (its noise from ``np_random``, re-seeded each episode) that can be made
+    to fail on its ``fail_at``-th action."""
+
+    def __init__(self, *, env, fail_at: int = 0) -> None:
+        super().__init__(env.observation_space, env.action_space)
+        self.fail_at, self.calls = fail_at, 0
+
+    def act(self, obs):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("the expert broke")
+        return (0.1 * self.np_random.normal(size=self.action_space.shape)).astype(np.float32)
+
+
+NOISY = "tests.test_parallel_envs:NoisyEcho"
+AIM_GATE = {"id": "aim", "hidden": [8], "first_steps": 10, "steps_per_update": 2, "batch_size": 32, "update_every": 10}
+
+
+def _no_prefetch(monkeypatch):
+    from gatekit.runs.envs import EnvWorkers
+
+    step_each = EnvWorkers.step_each
+    monkeypatch.setattr(EnvWorkers, "step_each", lambda self, actions, prefetch=(): step_each(self, actions, ()))
+
+
+def test_the_expert_s_next_action_computed_beside_the_step_changes_no_record(tmp_path, monkeypatch):
+    """While the expert holds control its next action is computed alongside the env's step
+    (in the env's process); a stochastic expert draws the same actions in the same order."""
+    from gatekit.runs.envs import EnvWorkers
+
+    call, ahead = EnvWorkers.call, []
+
+    def counting_call(self, i, cmd, *args):
+        ahead.append(cmd == "act" and i in self._prefetched)
+        return call(self, i, cmd, *args)
+
+    monkeypatch.setattr(EnvWorkers, "call", counting_call)
+    done = train(_recipe(3, expert={"id": NOISY}, criterion=AIM_GATE), out=tmp_path / "prefetch")
+    assert sum(ahead) > 20  # the expert's actions read while it held control were computed ahead
+    _no_prefetch(monkeypatch)
+    plain = train(_recipe(3, expert={"id": NOISY}, criterion=AIM_GATE), out=tmp_path / "plain")
+    _, a, _ = read_log(tmp_path / "prefetch" / "records.gkr")
+    _, b, _ = read_log(tmp_path / "plain" / "records.gkr")
+    assert 0 < a["intervened"][20:].mean() < 1  # both the novice and the expert acted after the warm-up
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert (done.expert_steps, done.expert_queries) == (plain.expert_steps, plain.expert_queries)
+
+
+def test_an_expert_failing_in_a_worker_keeps_every_step_before_it(tmp_path, monkeypatch):
+    """A failure while the next action was computed ahead surfaces when the gate asks for that
+    action, as it does without computing ahead: the same steps are recorded either way."""
+    from gatekit.errors import GatekitError
+
+    counts = []
+    for name in ("prefetch", "plain"):
+        if name == "plain":
+            _no_prefetch(monkeypatch)
+        with pytest.raises(GatekitError, match="the expert broke"):
+            train(_recipe(2, expert={"id": NOISY, "fail_at": 30}, criterion=AIM_GATE), out=tmp_path / name)
+        _, cols, _ = read_log(tmp_path / name / "records.gkr")
+        counts.append(len(cols["step"]))
+    assert counts[0] == counts[1] > 20  # past the warm-up, and not one step fewer
 
 
 @pytest.mark.parametrize("learner", [

@@ -181,12 +181,16 @@ class AIMCriterion(LearnedCriterion):
             raise RuntimeError("AIMCriterion.bind() must be called before use (the wrapper does it)")
         return self.q(as_obs_tensor(obs), self._action_tensor(actions)).double().numpy()
 
-    def _single_q(self, obs: Any, action: Any) -> float:
-        """Q of one (observation, action): through a numpy copy of Q where it applies (vector
-        observations, Box actions; ~10x less overhead than torch for one forward pass)."""
+    def _decision_q(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """Q of the (observation, action) pairs a decision needs (a few): through a numpy copy of
+        Q where it applies (vector observations; ~10x less overhead than torch on small batches)."""
         if self._fast_q is None and self.q is not None:
             self._fast_q = numpy_qnet(self.q) or self.q_values
-        return float(self._fast_q(np.asarray(obs)[None], np.asarray(action)[None])[0])
+        return self._fast_q(obs, actions)
+
+    def _single_q(self, obs: Any, action: Any) -> float:
+        """Q of one (observation, action) (see :meth:`_decision_q`)."""
+        return float(self._decision_q(np.asarray(obs)[None], np.asarray(action)[None])[0])
 
     # -- the decision ---------------------------------------------------------------------
     def revisited(self, obs: Any) -> bool:
@@ -217,7 +221,7 @@ class AIMCriterion(LearnedCriterion):
         qs: dict[int, float] = {}
         if novice:
             obs = np.stack([np.asarray(ctxs[i].obs) for i in novice])
-            values = self.q_values(obs, [ctxs[i].novice_action for i in novice])
+            values = self._decision_q(obs, np.stack([np.asarray(ctxs[i].novice_action) for i in novice]))
             qs = {i: float(v) for i, v in zip(novice, values, strict=True)}
         return [self.handback(c) if c.expert_in_control else self._novice_decision(qs[i], c.obs)
                 for i, c in enumerate(ctxs)]

@@ -16,6 +16,7 @@ picklable (evaluation may run in a worker process).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -56,6 +57,12 @@ class Learner(ABC):
     @abstractmethod
     def act(self, obs: Any) -> Any:
         """The novice's action during training."""
+
+    def act_batch(self, obs: Sequence[Any]) -> list[Any]:
+        """The novice's actions during training for several envs' observations, in order. The
+        default calls :meth:`act` on each; learners with a batched forward pass override it
+        (one pass for the batch, the same actions as :meth:`act`)."""
+        return [self.act(o) for o in obs]
 
     @abstractmethod
     def policy(self) -> Policy:

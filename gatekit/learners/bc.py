@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -155,6 +156,13 @@ class MLPBCLearner(Learner):
 
     def act(self, obs: Any) -> Any:
         return cast_action(self.predict_batch(np.asarray(obs)[None])[0], self.action_space)
+
+    def act_batch(self, obs: Sequence[Any]) -> list[Any]:
+        """One forward pass for several envs (one env: the same array as :meth:`act`'s); a
+        subclass that overrides :meth:`act` gets its own ``act`` on each."""
+        if type(self).act is not MLPBCLearner.act:
+            return super().act_batch(obs)
+        return [cast_action(a, self.action_space) for a in self.predict_batch(np.stack([np.asarray(o) for o in obs]))]
 
     def policy(self) -> Policy:
         return TorchModulePolicy(copy.deepcopy(self.actor).eval(), self.observation_space, self.action_space)

@@ -13,7 +13,8 @@ set of envs with the novice's actions, and get back, per env, the reward, the en
   would be n + 1 (``bench/env_throughput.py`` measures both). The gate stays here: one
   :class:`~gatekit.wrappers.intervention.StepGate` per env, one criterion deciding for the whole
   batch (``decide_batch``), one record store. The envs step in parallel; the expert is asked
-  only when the criterion reads its action (a round trip to that env's process). Records carry
+  only when the criterion reads its action (a round trip to that env's process), except that
+  while it holds control its next action is computed beside the env's step. Records carry
   their env's index; step and episode ids are global, in env order within a batch, so a run is
   deterministic for a given ``n``.
 
@@ -25,7 +26,7 @@ step: :class:`WorkerEnvs` refuses them (``env.n_envs: 1`` runs them).
 from __future__ import annotations
 
 import multiprocessing as mp
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -143,11 +144,24 @@ class _EnvHost:
             raise
         self.handlers: dict[str, Callable[..., Any]] = {
             "reset": lambda seed: self.env.reset(seed=seed),
-            "step": lambda action: self.env.step(action),
+            "step": self.step,
             "act": lambda obs: self.expert.act(obs),
             "log_prob": lambda obs, action: float(self.expert.log_prob(obs, action)),
             "expert_reset": lambda seed: self.expert.reset(seed=seed),
         }
+
+    def step(self, action: Any, prefetch: bool = False) -> tuple[Any, tuple[str, Any] | None]:
+        """The env's step, and with ``prefetch`` (the expert is in control) the expert's action on
+        the next observation, computed now, while the parent works: ``("ok", action)``, or
+        ``("error", line)`` for the parent to raise when the gate asks for it (the step's own
+        record comes first); None after the episode's last step or without ``prefetch``."""
+        out = self.env.step(action)
+        if not prefetch or out[2] or out[3]:
+            return out, None
+        try:
+            return out, ("ok", self.expert.act(out[0]))
+        except Exception as exc:
+            return out, ("error", _one_line(exc))
 
     def ready(self) -> tuple[Any, ...]:
         """What the parent needs to know: spaces, log_prob, a person, the env's metadata."""
@@ -214,6 +228,7 @@ class EnvWorkers:
         ctx = mp.get_context("spawn")  # a fresh interpreter: no simulator state is inherited
         seeds = np.random.SeedSequence([seed, 7919]).generate_state(n)
         self.n = n
+        self._prefetched: dict[int, tuple[str, Any]] = {}
         self._host: _EnvHost | None = None
         self._conns: dict[int, Any] = {}
         self._procs: dict[int, Any] = {}
@@ -264,26 +279,39 @@ class EnvWorkers:
             raise GatekitError(f"env 0 (in this process): {_one_line(exc)}") from exc
 
     def call(self, i: int, cmd: str, *args: Any) -> Any:
-        """Run ``cmd`` for env ``i`` and wait for its answer."""
+        """Run ``cmd`` for env ``i`` and wait for its answer (``act``: the prefetched action of
+        the last step, when there is one)."""
+        prefetched = self._prefetched.pop(i, None) if cmd in ("act", "reset", "expert_reset") else None
+        if cmd == "act" and prefetched is not None:
+            status, payload = prefetched
+            if status == "error":
+                raise GatekitError(f"env worker {i}: {payload}" if i in self._conns else f"env 0 (in this process): {payload}")
+            return payload
         if i not in self._conns:
             return self._here(cmd, args)
         self._conns[i].send((cmd, args))
         return self._receive(i)
 
-    def step_many(self, actions: dict[int, Any]) -> dict[int, Any]:
+    def step_many(self, actions: dict[int, Any], prefetch: Collection[int] = ()) -> dict[int, Any]:
         """Step the envs of ``actions`` in parallel (env 0 here while the workers step theirs);
         their results by env index."""
-        return dict(self.step_each(actions))
+        return dict(self.step_each(actions, prefetch))
 
-    def step_each(self, actions: dict[int, Any]) -> Iterator[tuple[int, Any]]:
+    def step_each(self, actions: dict[int, Any], prefetch: Collection[int] = ()) -> Iterator[tuple[int, Any]]:
         """Step the envs of ``actions`` in parallel and yield ``(env, result)`` in the order of
         ``actions``, each as soon as it is there: what the caller does with env 0's result
-        overlaps the workers' steps."""
+        overlaps the workers' steps. The envs in ``prefetch`` also compute their expert's
+        action on the next observation, alongside (the next ``call(i, "act")`` returns it)."""
         for i in actions:
+            self._prefetched.pop(i, None)
             if i in self._conns:
-                self._conns[i].send(("step", (actions[i],)))
+                self._conns[i].send(("step", (actions[i], i in prefetch)))
         for i in actions:
-            yield i, (self._receive(i) if i in self._conns else self._here("step", (actions[i],)))
+            result, prefetched = (self._receive(i) if i in self._conns
+                                  else self._here("step", (actions[i], i in prefetch)))
+            if prefetched is not None:
+                self._prefetched[i] = prefetched
+            yield i, result
 
     def close(self) -> None:
         for conn in self._conns.values():
@@ -395,8 +423,10 @@ class WorkerEnvs:
         for i in order:
             ctx, ok = prepared[i]
             executed[i], infos[i] = self.gates[i].resolve(ctx, decided.get(i, Decision(expert_acts=True)), ok)
+        # the expert in control reads its action on the next step: computed beside this step
+        prefetch = {i for i in order if self.gates[i].expert_in_control}
         out = []
-        for i, result in self.workers.step_each(executed):  # env 0's record while the workers step
+        for i, result in self.workers.step_each(executed, prefetch):  # env 0's record while the workers step
             gate, (ctx, _), ginfo = self.gates[i], prepared[i], infos[i]
             obs, reward, terminated, truncated, info = result
             record = gate.record(ctx, ginfo, float(reward), obs, terminated, truncated)

@@ -252,7 +252,8 @@ class Run:
         while not self.budget_spent() and stop.signal is None:
             before = totals.steps
             active = range(min(envs.n, budget - before))  # the last batch may step fewer envs
-            steps = envs.step({i: self.learner.act(envs.obs(i)) for i in active})
+            actions = self.learner.act_batch([envs.obs(i) for i in active])  # one forward pass for the batch
+            steps = envs.step(dict(zip(active, actions, strict=True)))
             ended = [out for out in steps if out.terminated or out.truncated]
             for out in steps:
                 returns[out.env] += out.reward
