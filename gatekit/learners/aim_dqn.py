@@ -16,7 +16,6 @@ plain torch, the release's batch and loss.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gatekit.learners.base import Learner
+from gatekit.learners.base import GreedyLearner
 from gatekit.nets import (
     QNet,
     as_obs_tensor,
@@ -34,7 +33,7 @@ from gatekit.nets import (
     set_rng_state,
     soft_update,
 )
-from gatekit.policies import Policy, TorchModulePolicy, cast_action
+from gatekit.policies import Policy, TorchModulePolicy
 from gatekit.schedules import EveryKLabels
 from gatekit.types import Transition
 from gatekit.validate import in_range, layer_sizes, positive
@@ -154,7 +153,7 @@ class AIMReleaseDQN:
         set_rng_state(self.rng, state["rng"])
 
 
-class AIMDQNLearner(Learner):
+class AIMDQNLearner(GreedyLearner):
     """AIM's released MiniGrid novice: :class:`AIMReleaseDQN`, trained every env step.
 
     Args:
@@ -203,16 +202,6 @@ class AIMDQNLearner(Learner):
     def predict_batch(self, obs: Any) -> np.ndarray:
         """The novice's greedy actions for a batch of observations."""
         return self.dqn.act_batch(obs)
-
-    def act(self, obs: Any) -> Any:
-        return cast_action(self.predict_batch(np.asarray(obs)[None])[0], self.action_space)
-
-    def act_batch(self, obs: Sequence[Any]) -> list[Any]:
-        """One forward pass for several envs (one env: the same array as :meth:`act`'s); a
-        subclass that overrides :meth:`act` gets its own ``act`` on each."""
-        if type(self).act is not AIMDQNLearner.act:
-            return super().act_batch(obs)
-        return [cast_action(a, self.action_space) for a in self.predict_batch(np.stack([np.asarray(o) for o in obs]))]
 
     def policy(self) -> Policy:
         module = AllActionValues(copy.deepcopy(self.dqn.q)).eval()

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import gymnasium as gym
 import numpy as np
 
+from gatekit.policies import cast_action
 from gatekit.schedules import EveryKLabels
 from gatekit.types import Transition
 from gatekit.validate import in_range, positive
@@ -98,4 +99,19 @@ class Learner(ABC):
         self.updates = int(state.get("updates", 0))
 
 
-__all__ = ["EveryKLabels", "Learner", "check_positive", "check_range"]
+
+class GreedyLearner(Learner):
+    """A learner whose training actions are its deterministic :meth:`predict_batch` (a BC actor,
+    a greedy Q): :meth:`act` and :meth:`act_batch` come from it, the batch in one forward pass
+    (one observation: the same array either way, so the actions are the same to the bit)."""
+
+    def act(self, obs: Any) -> Any:
+        return cast_action(self.predict_batch(np.asarray(obs)[None])[0], self.action_space)
+
+    def act_batch(self, obs: Sequence[Any]) -> list[Any]:
+        if type(self).act is not GreedyLearner.act:  # a subclass's own act: asked on each observation
+            return super().act_batch(obs)
+        return [cast_action(a, self.action_space) for a in self.predict_batch(np.stack([np.asarray(o) for o in obs]))]
+
+
+__all__ = ["EveryKLabels", "GreedyLearner", "Learner", "check_positive", "check_range"]

@@ -22,14 +22,13 @@ Example:
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from gatekit.learners.base import Learner, check_positive
+from gatekit.learners.base import GreedyLearner, check_positive
 from gatekit.nets import (
     Actor,
     as_action_tensor,
@@ -39,7 +38,7 @@ from gatekit.nets import (
     seeded_init,
     set_rng_state,
 )
-from gatekit.policies import Policy, TorchModulePolicy, cast_action
+from gatekit.policies import Policy, TorchModulePolicy
 from gatekit.schedules import EveryKLabels
 from gatekit.types import Labels
 from gatekit.validate import layer_sizes, one_of
@@ -103,7 +102,7 @@ class BCTrainer:
         set_rng_state(self.rng, state["rng"])
 
 
-class MLPBCLearner(Learner):
+class MLPBCLearner(GreedyLearner):
     """Plain behaviour cloning on :class:`~gatekit.nets.Actor` with AIM's retraining schedule.
 
     Args:
@@ -153,16 +152,6 @@ class MLPBCLearner(Learner):
     def predict_batch(self, obs: Any) -> np.ndarray:
         """The novice's actions for a batch of observations (int64 indices for Discrete)."""
         return self.actor.act_batch(np.asarray(obs))
-
-    def act(self, obs: Any) -> Any:
-        return cast_action(self.predict_batch(np.asarray(obs)[None])[0], self.action_space)
-
-    def act_batch(self, obs: Sequence[Any]) -> list[Any]:
-        """One forward pass for several envs (one env: the same array as :meth:`act`'s); a
-        subclass that overrides :meth:`act` gets its own ``act`` on each."""
-        if type(self).act is not MLPBCLearner.act:
-            return super().act_batch(obs)
-        return [cast_action(a, self.action_space) for a in self.predict_batch(np.stack([np.asarray(o) for o in obs]))]
 
     def policy(self) -> Policy:
         return TorchModulePolicy(copy.deepcopy(self.actor).eval(), self.observation_space, self.action_space)

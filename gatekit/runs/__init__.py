@@ -18,6 +18,7 @@ module            what
 ``rundir``        run folder names, checks, atomic writes, the disk reserve
 ``evaluate_saved`` ``gatekit eval``: a saved novice or an expert on the test split
 ``envs``          the envs a run steps: one in process, or ``env.n_envs`` (env 0 here, the rest in workers)
+``env_workers``   the processes behind ``env.n_envs``: each env with its expert, answering by name
 ``components``    a recipe's component arguments checked without building the components
 ================= ==================================================================
 """
