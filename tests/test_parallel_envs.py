@@ -62,7 +62,7 @@ def test_env_0_steps_in_the_run_s_own_process_with_the_records_of_the_all_worker
             assert workers.n == 3 and workers.processes == processes
             first = [workers.call(i, "reset", 5)[0].tolist() for i in range(3)]
             assert first[0] == first[1] == first[2]  # same seed, same episode, wherever the env lives
-            stepped = workers.step_many({2: np.zeros(1, np.float32), 0: np.zeros(1, np.float32)})
+            stepped = dict(workers.step_each({2: np.zeros(1, np.float32), 0: np.zeros(1, np.float32)}))
             assert list(stepped) == [2, 0]  # in the order asked
         finally:
             workers.close()

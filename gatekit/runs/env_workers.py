@@ -182,11 +182,6 @@ class EnvWorkers:
         self._conns[i].send((cmd, args))
         return self._receive(i)
 
-    def step_many(self, actions: dict[int, Any], prefetch: Collection[int] = ()) -> dict[int, Any]:
-        """Step the envs of ``actions`` in parallel (env 0 here while the workers step theirs);
-        their results by env index."""
-        return dict(self.step_each(actions, prefetch))
-
     def step_each(self, actions: dict[int, Any], prefetch: Collection[int] = ()) -> Iterator[tuple[int, Any]]:
         """Step the envs of ``actions`` in parallel and yield ``(env, result)`` in the order of
         ``actions``, each as soon as it is there: what the caller does with env 0's result
