@@ -108,6 +108,13 @@ def _write(tmp_path, data, name="c.yaml"):
     ({"name": "x", "reference": "B", "methods": [{"name": "A", "recipe": str(RECIPES / "hg_cartpole.yaml")}]}, "reference 'B'"),
     ({"name": "x", "methods": [{"name": "A", "recipe": str(RECIPES / "hg_cartpole.yaml"),
                                 "overrides": {"budget.total_stepz": 5}}]}, "budget.total_stepz"),
+    # a component's argument is checked before any run starts (one method's runs used to fail at
+    # build, after the others had run): another expert's key kept by an `expert.id` override
+    ({"name": "x", "methods": [{"name": "A", "recipe": str(RECIPES / "hg_cartpole.yaml"),
+                                "overrides": {"expert.gainz": 1.0}}]}, "method 'A': recipe: unknown key 'expert.gainz'"),
+    ({"name": "x", "methods": [{"name": "A", "recipe": str(RECIPES / "hg_cartpole.yaml")},
+                               {"name": "B", "recipe": str(RECIPES / "hg_cartpole.yaml"),
+                                "overrides": {"criterion.threshold": "high"}}]}, "method 'B'"),
     ("name: [unclosed", "not valid YAML"),
 ])
 def test_bad_comparisons_are_one_line_errors(tmp_path, data, needle):
@@ -239,3 +246,12 @@ def test_report_command_names_the_methods_it_was_limited_to():
     cmd = _command("recipes/c.yaml", "runs/c", [0, 1], ("eval.episodes=5",), "docs/c.md", ("AIM", "HG-DAgger"))
     assert cmd == ("gatekit compare recipes/c.yaml --out runs/c --seeds 0,1 --only AIM --only HG-DAgger "
                    "--set eval.episodes=5 --report docs/c.md")
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("compare_*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_comparison_plans_with_its_components_arguments_checked(tmp_path, path):
+    # compare_metadrive_strong once kept the PPO expert's log_prob_std under the IDM expert: its
+    # HG-DAgger and PVP runs failed at build, after other methods' runs had started
+    comp, base = load_comparison(path)
+    runs = plan(comp, base, tmp_path)
+    assert len(runs) == len(comp.methods) * len(comp.seeds)

@@ -19,6 +19,7 @@ import yaml
 from gatekit.compare.spec import Comparison, check_only, override_list, recipe_path, slug
 from gatekit.config import Recipe, load_recipe, load_recipe_dict
 from gatekit.errors import ConfigError
+from gatekit.runs.components import check_arguments
 from gatekit.runs.results import RunResult
 from gatekit.yaml_safety import safe_load_bounded
 
@@ -47,7 +48,8 @@ def plan(comp: Comparison, base: Path, out: Path, *, extra: tuple[str, ...] = ()
     every method gets its first seed early.
 
     Raises:
-        ConfigError: a method's recipe is missing or invalid (the message names the method).
+        ConfigError: a method's recipe is missing or invalid, or its components' arguments are
+            (an unknown key, a wrong type): the message names the method, before anything runs.
     """
     check_only(comp, only)
     chosen = [m for m in comp.methods if not only or m.name in only]
@@ -56,12 +58,17 @@ def plan(comp: Comparison, base: Path, out: Path, *, extra: tuple[str, ...] = ()
             raise ConfigError(f"compare: method '{m.name}': no recipe file '{recipe_path(base, m)}'")
     shared = override_list(comp.overrides, "overrides")
     runs = []
+    checked: set[str] = set()
     for seed in seeds if seeds is not None else comp.seeds:
         for m in chosen:
             sets = [*shared, *override_list(m.overrides, f"methods '{m.name}' overrides"), *extra,
                     f"seed={int(seed)}", "log.progress=false"]
             try:
                 recipe = load_recipe(recipe_path(base, m), sets)
+                if m.name not in checked:  # components' arguments: the same for every seed
+                    for section in ("env", "expert", "criterion", "learner"):
+                        check_arguments(recipe, section)
+                    checked.add(m.name)
             except ConfigError as exc:
                 raise ConfigError(f"compare: method '{m.name}': {exc}") from None
             runs.append(PlannedRun(m.name, int(seed), out / "runs" / slug(m.name) / f"seed{seed}", recipe))
