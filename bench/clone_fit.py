@@ -9,9 +9,16 @@ longer than a run does, and prints per action dimension the held-out mean square
 R² (1 − MSE / variance of the held-out labels): near 1, the labels are a function of what the
 novice sees; near 0, the novice cannot predict them better than their mean.
 
+``--labels queried`` takes every step the expert was asked about instead, labelled with the
+expert's action (a gate that asks on every step, such as Ensemble-DAgger, labels the novice's
+own steps too); ``--max-train N`` trains on at most N of the training part's labels (drawn at
+random, the held-out part unchanged), so that label sources of different sizes can be compared
+at one count, and one source at several.
+
 Usage (one or more run folders)::
 
     python bench/clone_fit.py runs/compare_metadrive/runs/aim/seed0 RUN_WITH_OTHER_EXPERT
+    python bench/clone_fit.py ENSEMBLE_RUN --labels queried --max-train 1600
 """
 
 from __future__ import annotations
@@ -29,25 +36,34 @@ from gatekit.data.log import read_log  # noqa: E402
 from gatekit.nets import mlp  # noqa: E402
 
 
-def labelled(run: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Observations, executed expert actions and episode ids of a run's expert-acted steps."""
+def labelled(run: Path, labels: str = "acted") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Observations, expert actions and episode ids of a run's expert-acted steps (``acted``) or
+    of every step the expert was asked about (``queried``)."""
     _, cols, _ = read_log(run / "records.gkr")
-    took = cols["intervened"].astype(bool)
-    return (cols["obs"][took].astype(np.float32), cols["executed_action"][took].astype(np.float32),
-            cols["episode"][took])
+    if labels == "acted":
+        took = cols["intervened"].astype(bool)
+        return (cols["obs"][took].astype(np.float32), cols["executed_action"][took].astype(np.float32),
+                cols["episode"][took])
+    asked = cols["expert_queried"].astype(bool)
+    return (cols["obs"][asked].astype(np.float32), cols["expert_action"][asked].astype(np.float32),
+            cols["episode"][asked])
 
 
 def fit(obs: np.ndarray, act: np.ndarray, episodes: np.ndarray, *, hidden: list[int], steps: int,
-        holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
-    """Train on the episodes not held out; held-out MSE, R² and train MSE per action dimension."""
+        holdout: float, seed: int, max_train: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """Train on the episodes not held out (at most ``max_train`` of their labels, drawn at
+    random); held-out MSE, R² and train MSE per action dimension."""
     rng = np.random.default_rng(seed)
     eps = np.unique(episodes)
     held = rng.choice(eps, size=max(1, round(holdout * len(eps))), replace=False)
     test = np.isin(episodes, held)
+    train = np.flatnonzero(~test)
+    if max_train is not None and len(train) > max_train:
+        train = np.sort(rng.choice(train, size=max_train, replace=False))
     torch.manual_seed(seed)
     net = mlp(obs.shape[1], act.shape[1], hidden)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    x, y = torch.as_tensor(obs[~test]), torch.as_tensor(act[~test])
+    x, y = torch.as_tensor(obs[train]), torch.as_tensor(act[train])
     for _ in range(steps):
         idx = torch.as_tensor(rng.integers(0, len(x), size=min(256, len(x))))
         loss = ((torch.tanh(net(x[idx])) - y[idx]) ** 2).mean()
@@ -59,8 +75,8 @@ def fit(obs: np.ndarray, act: np.ndarray, episodes: np.ndarray, *, hidden: list[
         pred_train = torch.tanh(net(x)).numpy()
     mse = ((pred_test - act[test]) ** 2).mean(0)
     r2 = 1.0 - mse / act[test].var(0)
-    train_mse = ((pred_train - act[~test]) ** 2).mean(0)
-    return mse, r2, train_mse, int((~test).sum()), int(test.sum())
+    train_mse = ((pred_train - act[train]) ** 2).mean(0)
+    return mse, r2, train_mse, len(train), int(test.sum())
 
 
 def main() -> None:
@@ -70,16 +86,21 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20000, help="Adam steps (batch 256, lr 1e-3)")
     p.add_argument("--holdout", type=float, default=0.2, help="fraction of the episodes held out")
     p.add_argument("--seeds", type=int, default=3, help="splits and initialisations averaged")
+    p.add_argument("--labels", choices=("acted", "queried"), default="acted",
+                   help="the expert-acted steps, or every step the expert was asked about")
+    p.add_argument("--max-train", type=int, default=None, help="train on at most this many labels")
     args = p.parse_args()
     torch.set_num_threads(1)
     hidden = [int(h) for h in args.hidden.split(",")]
     print(f"actor {hidden}, {args.steps} Adam steps, {args.holdout:.0%} of the episodes held out, "
-          f"mean of {args.seeds} splits")
+          f"mean of {args.seeds} splits, labels: {args.labels}"
+          + (f", at most {args.max_train} trained on" if args.max_train else ""))
     print(f"{'run':<48} {'labels':>6} {'train':>5} {'held':>5}  {'R2 steer':>8} {'R2 throttle':>11}  "
           f"{'MSE steer':>9} {'MSE thr':>8}  {'train MSE steer':>15} {'thr':>6}")
     for run in map(Path, args.runs):
-        obs, act, episodes = labelled(run)
-        res = [fit(obs, act, episodes, hidden=hidden, steps=args.steps, holdout=args.holdout, seed=s)
+        obs, act, episodes = labelled(run, args.labels)
+        res = [fit(obs, act, episodes, hidden=hidden, steps=args.steps, holdout=args.holdout, seed=s,
+                   max_train=args.max_train)
                for s in range(args.seeds)]
         mse, r2, train = (np.mean(np.stack([np.asarray(r[k]) for r in res]), axis=0) for k in range(3))
         name = str(run)[-48:]
