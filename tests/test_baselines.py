@@ -217,6 +217,45 @@ def test_thrifty_rejects_bad_arguments():
             ThriftyCriterion(**kw)
 
 
+def test_thrifty_release_options_fresh_networks_and_success_share():
+    """``fresh``: each retraining starts from new networks (the release re-creates them);
+    ``q_success_fraction``: a fixed share of every Q_risk batch is successful last steps."""
+    rows = [([i / 400], np.zeros(1, np.float32), np.zeros(1, np.float32), i < 40, 10.0 if i == 399 else 0.0,
+             i in (199, 399), False) for i in range(400)]
+    store = store_with(BOX1, BOX1, rows)  # one success in 400 steps
+    c = _thrifty(alpha=0.1, success_reward_above=5.0, fresh=True, q_success_fraction=0.1, q_batch_size=50)
+    c.np_random = np.random.default_rng(0)
+    c.update(store, None)
+    first_q, first_members = c.q, list(c.ensemble.actors)
+    seen = []
+    forward = type(c.q).forward
+
+    def spy(self, obs, act):
+        if self is c.q and torch.is_grad_enabled():
+            seen.append(obs.detach().numpy().ravel().copy())
+        return forward(self, obs, act)
+
+    type(c.q).forward = spy
+    try:
+        c.update(store, None)
+    finally:
+        type(c.q).forward = forward
+    assert c.q is not first_q and all(a is not b for a, b in zip(c.ensemble.actors, first_members, strict=True))
+    assert len(seen) == 20  # q_steps_per_update batches, each with its share of the one success
+    assert all(len(b) == 50 and np.count_nonzero(np.isclose(b, 399 / 400)) == 1 for b in seen)
+    # deterministic: the same generator gives the same new networks
+    d = _thrifty(alpha=0.1, success_reward_above=5.0, fresh=True, q_success_fraction=0.1, q_batch_size=50)
+    d.np_random = np.random.default_rng(0)
+    d.update(store, None)
+    d.update(store, None)
+    x = np.array([[0.3]], np.float32)
+    assert np.array_equal(c.success_prob(x, np.zeros((1, 1), np.float32)), d.success_prob(x, np.zeros((1, 1), np.float32)))
+    with pytest.raises(ValueError, match="q_success_fraction"):
+        _thrifty(q_success_fraction=1.0)
+    with pytest.raises(ValueError, match="fresh"):
+        _thrifty(fresh="yes")
+
+
 # -- SafeDAgger / LazyDAgger ------------------------------------------------------------------
 
 def test_safedagger_classifier_and_lazy_handback():

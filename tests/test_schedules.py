@@ -18,7 +18,7 @@ from gatekit.config import load_recipe_dict
 from gatekit.criteria.aim import AIMCriterion
 from gatekit.data import RecordStore, read_log
 from gatekit.learners.sb3.offpolicy import SB3OffPolicyLearner
-from gatekit.schedules import EveryKLabels
+from gatekit.schedules import EveryKLabels, EveryNSteps
 from gatekit.types import Transition
 from tests.recipes import needs_imitation
 
@@ -139,3 +139,35 @@ def test_every_k_labels_counts_its_own_kind_of_label():
         EveryKLabels(k=0)
     with pytest.raises(ValueError, match="labels"):
         EveryKLabels(k=1, labels="everything")  # type: ignore[arg-type]
+
+
+def test_thrifty_release_schedule_retrains_every_n_env_steps_whatever_the_labels(tmp_path):
+    """Thrifty-DAgger's release retrains once per iteration of a fixed number of env steps
+    (``obs_per_iter``), not every K labels: ``iteration_steps`` is that schedule."""
+    crit = {k: v for k, v in CRITERIA["thrifty"].items() if k != "update_every"}
+    out = _run(tmp_path, {**crit, "iteration_steps": 40, "fresh": True}, BOX_LEARNERS["mlp-bc"], False)
+    state = torch.load(out / "checkpoint.pt", weights_only=True)["criterion"]
+    _, cols, _ = read_log(out / "records.gkr")
+    labels = int(np.count_nonzero(cols["intervened"]))
+    assert state["updates"] == 160 // 40 and state["schedule_last"] == 160
+    assert labels // K != 160 // 40  # the label schedule would have trained another number of times
+    with pytest.raises(ValueError, match="not both"):
+        from gatekit.criteria.thrifty import ThriftyCriterion
+
+        ThriftyCriterion(update_every=25, iteration_steps=2000)
+
+
+def test_every_n_steps_counts_env_steps():
+    obs_space, act_space = gym.spaces.Box(-1, 1, (1,), np.float32), gym.spaces.Box(-1, 1, (1,), np.float32)
+    store = RecordStore(obs_space, act_space)
+    a = np.zeros(1, np.float32)
+    for i in range(30):  # the expert acts on none of them: labels do not matter
+        store.append(Transition(step=i, episode=0, obs=a, novice_action=a, expert_action=a, executed_action=a,
+                                intervened=False, expert_queried=False, switched=False, reward=0.0,
+                                next_obs=a, terminated=False, truncated=False))
+    s = EveryNSteps(n=20)
+    assert s.due_in(store)
+    s.mark_in(store)
+    assert s.last == 30 and not s.due(49) and s.due(50)
+    with pytest.raises(ValueError, match="iteration_steps"):
+        EveryNSteps(n=0)

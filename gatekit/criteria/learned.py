@@ -29,7 +29,7 @@ import torch
 
 from gatekit.criteria.base import Criterion
 from gatekit.nets import Actor, bc_step, numpy_actor
-from gatekit.schedules import EveryKLabels
+from gatekit.schedules import EveryKLabels, EveryNSteps
 from gatekit.types import Decision, GateContext, Labels
 from gatekit.validate import in_range, layer_sizes, positive
 
@@ -55,7 +55,7 @@ class LearnedCriterion(Criterion):
 
     def __init__(self, *, update_every: int = 25, labels: Labels = "intervened") -> None:
         super().__init__()
-        self.schedule = EveryKLabels(k=update_every, labels=labels)
+        self.schedule: EveryKLabels | EveryNSteps = EveryKLabels(k=update_every, labels=labels)
         self.labels: Labels = labels
         self.ready = False
         self.updates = 0

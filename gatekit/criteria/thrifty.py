@@ -40,6 +40,17 @@ them, so about a fraction ``alpha`` of the novice's steps trigger each test (alp
 switch rate). Each update clears the estimates (the networks changed). Before the first update
 nothing is trained and the expert holds control (a natural warm-up).
 
+Schedule. By default the gate retrains, warm-started, every ``update_every`` new expert labels
+(AIM's K, so that the comparison's gates share one schedule). Thrifty-DAgger's release works in
+*iterations* instead: it collects a fixed number of env steps (``obs_per_iter``, 2000) with its
+networks fixed, re-estimating the thresholds at each episode end from that iteration's
+estimates, then retrains its networks from scratch. ``iteration_steps: N`` is that schedule:
+the gate retrains every N env steps (after the warm-up's first fit), so the thresholds in force
+always come from the networks in force; ``fresh: true`` re-initialises the ensemble and
+``Q_risk`` before each retraining, as the release does. The release also fills a tenth of each
+``Q_risk`` batch with successful last steps ("for better reward propagation":
+``q_success_fraction: 0.1``), since a success is one step of a whole episode.
+
 ``rescore: true`` (not in Thrifty-DAgger) keeps the states of the last ``max_rescore`` novice
 decisions instead, and at each update re-scores them with the new networks and re-sets the
 thresholds at once. With the paper's rule, an update during a long intervention leaves
@@ -66,8 +77,9 @@ from gatekit.criteria.learned import (
     holdout_split,
     labelled,
 )
-from gatekit.nets import QNet, numpy_qnet, soft_update
+from gatekit.nets import QNet, numpy_qnet, seeded_init, soft_update
 from gatekit.policies import novice_actions
+from gatekit.schedules import EveryNSteps
 from gatekit.types import Decision, GateContext
 from gatekit.validate import in_range, layer_sizes, positive
 
@@ -100,7 +112,12 @@ class ThriftyCriterion(LearnedCriterion):
         holdout: fraction of the first update's labelled records held out to set thresholds.
         rescore: re-score recent novice states at each update instead of clearing the estimates.
         max_rescore: how many recent novice states ``rescore`` keeps.
-        update_every: new expert-labelled (intervened) steps between updates.
+        update_every: new expert-labelled (intervened) steps between updates (default 25);
+            not with ``iteration_steps``.
+        iteration_steps: retrain every this many env steps instead (the release: 2000).
+        fresh: re-initialise the ensemble and ``Q_risk`` before each retraining (the release).
+        q_success_fraction: the fraction of each ``Q_risk`` batch drawn from successful last
+            steps, while there are any (the release: 0.1; 0 draws uniformly).
 
     Example:
         >>> c = ThriftyCriterion(alpha=0.1, members=2, hidden=[8], q_hidden=[8])
@@ -118,8 +135,20 @@ class ThriftyCriterion(LearnedCriterion):
                  q_steps_per_update: int = 200, gamma: float = 0.9999, polyak: float = 0.995,
                  success_reward_above: float = 0.0, success_on_truncation: bool = False,
                  min_estimates: int = 25, holdout: float = 0.1, rescore: bool = False,
-                 max_rescore: int = 5000, update_every: int = 25) -> None:
-        super().__init__(update_every=update_every, labels="intervened")
+                 max_rescore: int = 5000, update_every: int | None = None, iteration_steps: int | None = None,
+                 fresh: bool = False, q_success_fraction: float = 0.0) -> None:
+        if update_every is not None and iteration_steps is not None:
+            raise ValueError("set update_every (retrain every K labels) or iteration_steps (every N env steps), "
+                             "not both")
+        super().__init__(update_every=25 if update_every is None else update_every, labels="intervened")
+        if iteration_steps is not None:
+            self.schedule = EveryNSteps(n=iteration_steps)
+        if not isinstance(fresh, bool):
+            raise ValueError(f"fresh must be true or false, got {fresh!r}")
+        in_range("q_success_fraction", q_success_fraction, 0.0, 1.0, high_open=True)
+        self.iteration_steps = iteration_steps
+        self.fresh = fresh
+        self.q_success_fraction = float(q_success_fraction)
         in_range("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
         if members < 2:
             raise ValueError(f"members must be >= 2 (an ensemble needs two to disagree), got {members}")
@@ -232,6 +261,8 @@ class ThriftyCriterion(LearnedCriterion):
         if n == 0:
             return {}
         first = not self.ready
+        if self.fresh and not first:
+            self._rebuild()
         n_train = holdout_split(n, self.holdout) if first else n
         steps = self.first_steps if first and self.first_steps is not None else self.steps_per_update
         q_steps = self.first_steps if first and self.first_steps is not None else self.q_steps_per_update
@@ -255,6 +286,12 @@ class ThriftyCriterion(LearnedCriterion):
                 self.set_thresholds(novelty_now, q_now)
         return {"ensemble_loss": ens_loss, "q_risk_loss": q_loss, "novelty_threshold": self.novelty_threshold,
                 "risk_threshold": self.risk_threshold, "gap_threshold": self.gap_threshold}
+
+    def _rebuild(self) -> None:
+        """New networks and optimisers (initial weights from the gate's own generator)."""
+        assert self.observation_space is not None and self.action_space is not None
+        seeded_init(int(self.np_random.integers(2**31 - 1)), lambda: self.build(self.observation_space, self.action_space))
+        self._fast_q = None
 
     def _novice_or_ensemble(self, novice: Any, obs: np.ndarray) -> np.ndarray:
         if novice is not None:
@@ -280,8 +317,15 @@ class ThriftyCriterion(LearnedCriterion):
         done_t = torch.as_tensor(term | trunc, dtype=torch.float32)
         success_t = torch.as_tensor(success, dtype=torch.float32)
         loss_v = math.nan
+        wins, others = np.flatnonzero(success), np.flatnonzero(~success)
+        n_wins = min(len(wins), int(self.q_batch_size * self.q_success_fraction)) if len(others) else 0
         for _ in range(steps):
-            idx = torch.as_tensor(self.np_random.integers(0, n, size=min(self.q_batch_size, n)))
+            if n_wins:  # the release: a fixed share of successes in every batch
+                rows = np.concatenate([self.np_random.choice(wins, size=n_wins, replace=False),
+                                       others[self.np_random.integers(0, len(others), size=self.q_batch_size - n_wins)]])
+                idx = torch.as_tensor(rows)
+            else:
+                idx = torch.as_tensor(self.np_random.integers(0, n, size=min(self.q_batch_size, n)))
             with torch.no_grad():
                 out = self.ensemble.outputs(nxt[idx]).mean(0)
                 a_next = out.argmax(-1) if self.ensemble.discrete else out
