@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -53,6 +56,18 @@ def run_dirs(paths: list[str]) -> list[Path]:
             # seed<k> only: a folder set aside (seed<k>.changed-1, ...) is not one of the runs
             out.extend(sorted(d for d in p.glob("seed*") if d.name[4:].isdigit() and (d / "records.gkr").is_file()))
     return out
+
+
+def runs_using(paths: list[str], section: str, component: str) -> Iterator[tuple[Path, dict[str, Any], dict[str, Any]]]:
+    """``(run folder, recipe, records)`` of each run among ``paths`` whose ``section``
+    (``criterion``, ``learner``, ...) is ``component``; the others are named and skipped."""
+    for run in run_dirs(paths):
+        recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+        found = (recipe.get(section) or {}).get("id")
+        if found != component:
+            print(f"{run}: its {section} is {found!r}, not {component!r}; skipped")
+            continue
+        yield run, recipe, read_log(run / "records.gkr")[1]
 
 
 def main() -> None:

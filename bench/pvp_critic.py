@@ -27,26 +27,24 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from metadrive_stalls import run_dirs  # noqa: E402
+from metadrive_stalls import runs_using  # noqa: E402
 
-from gatekit.data.log import read_log  # noqa: E402
 from gatekit.learners.sb3.pvp import PVPLearner  # noqa: E402
 
 GRID = np.linspace(-1.0, 1.0, 41, dtype=np.float32)
 
 
-def load_learner(run: Path, obs_dim: int) -> PVPLearner:
+def load_learner(run: Path, recipe: dict[str, Any], obs_dim: int) -> PVPLearner:
     """The run's PVP learner with the weights of its last checkpoint."""
-    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
     args = {k: v for k, v in (recipe.get("learner") or {}).items() if k != "id"}
     learner = PVPLearner(observation_space=gym.spaces.Box(-np.inf, np.inf, (obs_dim,), np.float32),
                          action_space=gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
@@ -90,19 +88,14 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"{'run':44} {'steps':>6} {'expert steps':>12} {'ranks a_h first':>15} "
           f"{'best steering: gap':>18} {'at edge':>7} {'actor: gap':>10}")
-    for run in run_dirs(args.runs):
-        recipe = yaml.safe_load((run / "recipe.yaml").read_text())
-        if (recipe.get("learner") or {}).get("id") != "pvp":
-            print(f"{run}: not a PVP run (learner {recipe.get('learner', {}).get('id')!r}); skipped")
-            continue
-        r = read_log(run / "records.gkr")[1]
+    for run, recipe, r in runs_using(args.runs, "learner", "pvp"):
         window = slice(max(0, len(r["step"]) - args.steps), None)
         obs = r["obs"][window].astype(np.float32)
         a_h, a_n = r["expert_action"][window].astype(np.float32), r["novice_action"][window].astype(np.float32)
         if a_h.ndim != 2 or a_h.shape[1] != 2 or not np.isfinite(a_h).all():
             print(f"{run}: needs [steering, throttle] actions with the expert's known on every step; skipped")
             continue
-        f = critic_figures(load_learner(run, obs.shape[1]), obs, a_h, a_n, r["intervened"][window].astype(bool),
+        f = critic_figures(load_learner(run, recipe, obs.shape[1]), obs, a_h, a_n, r["intervened"][window].astype(bool),
                            args.every)
         name = f"{run.parent.name}/{run.name}"
         print(f"{name:44} {len(obs):>6} {f['intervened']:>12} {f['ranks']:>15.2f} {f['best_gap']:>18.3f} "

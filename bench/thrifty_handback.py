@@ -30,15 +30,13 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from metadrive_stalls import run_dirs  # noqa: E402
+from metadrive_stalls import runs_using  # noqa: E402
 
 from gatekit.criteria.thrifty import ThriftyCriterion  # noqa: E402
-from gatekit.data.log import read_log  # noqa: E402
 
 
 def main() -> None:
@@ -48,13 +46,8 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"{'run':48} {'successes':>9} {'expert steps':>12} {'gap passes':>10} {'Q passes':>8} {'both':>5} "
           f"{'Q_risk p5-p95':>14} {'q_median':>8}")
-    for run in run_dirs(args.runs):
-        recipe = yaml.safe_load((run / "recipe.yaml").read_text())
-        crit = recipe.get("criterion") or {}
-        if crit.get("id") != "thrifty":
-            print(f"{run}: not a Thrifty-DAgger run (criterion {crit.get('id')!r}); skipped")
-            continue
-        r = read_log(run / "records.gkr")[1]
+    for run, recipe, r in runs_using(args.runs, "criterion", "thrifty"):
+        crit = recipe["criterion"]
         if r["novice_action"].ndim != 2:
             print(f"{run}: needs Box actions; skipped")
             continue

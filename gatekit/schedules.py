@@ -17,7 +17,37 @@ if TYPE_CHECKING:
     from gatekit.data import RecordStore
 
 
-class EveryKLabels:
+class _Every:
+    """Due once every ``period`` more of what :meth:`count` counts in the record store;
+    ``last`` is the count at the last update."""
+
+    def __init__(self, period: int, name: str) -> None:
+        if isinstance(period, bool) or not isinstance(period, int) or period < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {period!r}")
+        self.period = period
+        self.last = 0
+
+    def count(self, store: RecordStore) -> int:
+        raise NotImplementedError
+
+    def due(self, count: int) -> bool:
+        """Whether ``count`` (the current count) is ``period`` or more past the last mark."""
+        return count - self.last >= self.period
+
+    def mark(self, count: int) -> None:
+        """An update ran with ``count`` in the store."""
+        self.last = count
+
+    def due_in(self, store: RecordStore) -> bool:
+        """:meth:`due` on the store's count."""
+        return self.due(self.count(store))
+
+    def mark_in(self, store: RecordStore) -> None:
+        """:meth:`mark` with the store's count."""
+        self.mark(self.count(store))
+
+
+class EveryKLabels(_Every):
     """Due once every ``k`` new expert labels of kind ``labels`` in the record store.
 
     ``labels="intervened"`` counts the steps the expert acted on (its take-overs);
@@ -33,33 +63,17 @@ class EveryKLabels:
     """
 
     def __init__(self, *, k: int, labels: Labels = "intervened") -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"update_every must be an integer >= 1, got {k!r}")
+        super().__init__(k, "update_every")
         self.k = k
         self.labels: Labels = one_of("labels", labels, ("intervened", "queried"))
-        self.last = 0
 
-    def due(self, n_labels: int) -> bool:
-        """Whether ``n_labels`` (the current count) is ``k`` or more past the last mark."""
-        return n_labels - self.last >= self.k
-
-    def mark(self, n_labels: int) -> None:
-        """An update ran with ``n_labels`` labels in the store."""
-        self.last = n_labels
-
-    def due_in(self, store: RecordStore) -> bool:
-        """:meth:`due` on the store's count of this schedule's labels."""
-        return self.due(store.count(self.labels))
-
-    def mark_in(self, store: RecordStore) -> None:
-        """:meth:`mark` with the store's count of this schedule's labels."""
-        self.mark(store.count(self.labels))
+    def count(self, store: RecordStore) -> int:
+        """The store's count of this schedule's labels."""
+        return store.count(self.labels)
 
 
-class EveryNSteps:
+class EveryNSteps(_Every):
     """Due once every ``n`` new env steps in the record store, however many the expert labelled.
-
-    Same interface as :class:`EveryKLabels` (``last`` is the step count at the last update).
 
     Example:
         >>> s = EveryNSteps(n=2000)
@@ -68,23 +82,9 @@ class EveryNSteps:
     """
 
     def __init__(self, *, n: int) -> None:
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(f"iteration_steps must be an integer >= 1, got {n!r}")
+        super().__init__(n, "iteration_steps")
         self.n = n
-        self.last = 0
 
-    def due(self, n_steps: int) -> bool:
-        """Whether ``n_steps`` (the current count) is ``n`` or more past the last mark."""
-        return n_steps - self.last >= self.n
-
-    def mark(self, n_steps: int) -> None:
-        """An update ran with ``n_steps`` steps in the store."""
-        self.last = n_steps
-
-    def due_in(self, store: RecordStore) -> bool:
-        """:meth:`due` on the store's step count."""
-        return self.due(len(store))
-
-    def mark_in(self, store: RecordStore) -> None:
-        """:meth:`mark` with the store's step count."""
-        self.mark(len(store))
+    def count(self, store: RecordStore) -> int:
+        """The store's step count."""
+        return len(store)
