@@ -35,18 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from gatekit.data.log import read_log  # noqa: E402
 from gatekit.nets import mlp  # noqa: E402
 
+MASKS = {"intervened": "intervened", "queried": "expert_queried"}  # gatekit's label kinds
 
-def labelled(run: Path, labels: str = "acted") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Observations, expert actions and episode ids of a run's expert-acted steps (``acted``) or
-    of every step the expert was asked about (``queried``)."""
+
+def labelled(run: Path, labels: str = "intervened") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Observations, expert actions and episode ids of a run's steps the expert acted on
+    (``intervened``) or of every step it was asked about (``queried``)."""
     _, cols, _ = read_log(run / "records.gkr")
-    if labels == "acted":
-        took = cols["intervened"].astype(bool)
-        return (cols["obs"][took].astype(np.float32), cols["executed_action"][took].astype(np.float32),
-                cols["episode"][took])
-    asked = cols["expert_queried"].astype(bool)
-    return (cols["obs"][asked].astype(np.float32), cols["expert_action"][asked].astype(np.float32),
-            cols["episode"][asked])
+    rows = cols[MASKS[labels]].astype(bool)
+    return cols["obs"][rows].astype(np.float32), cols["expert_action"][rows].astype(np.float32), cols["episode"][rows]
 
 
 def fit(obs: np.ndarray, act: np.ndarray, episodes: np.ndarray, *, hidden: list[int], steps: int,
@@ -86,7 +83,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20000, help="Adam steps (batch 256, lr 1e-3)")
     p.add_argument("--holdout", type=float, default=0.2, help="fraction of the episodes held out")
     p.add_argument("--seeds", type=int, default=3, help="splits and initialisations averaged")
-    p.add_argument("--labels", choices=("acted", "queried"), default="acted",
+    p.add_argument("--labels", choices=tuple(MASKS), default="intervened",
                    help="the expert-acted steps, or every step the expert was asked about")
     p.add_argument("--max-train", type=int, default=None, help="train on at most this many labels")
     args = p.parse_args()
