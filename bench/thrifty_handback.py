@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from metadrive_stalls import runs_using  # noqa: E402
 
+from gatekit.criteria.distances import squared_gaps  # noqa: E402
 from gatekit.criteria.thrifty import ThriftyCriterion  # noqa: E402
 
 
@@ -59,7 +60,7 @@ def main() -> None:
         after = r["step"] >= warmup
         expert = after & r["intervened"].astype(bool)
         successes = int(np.count_nonzero(r["terminated"] & (r["reward"] > gate.success_reward_above)))
-        gap = ((r["novice_action"][expert].astype(np.float64) - r["expert_action"][expert]) ** 2).sum(1)
+        gap = squared_gaps(r["novice_action"][expert], r["expert_action"][expert], gate.action_space)
         q_expert = gate.success_prob(r["obs"][expert], r["novice_action"][expert])
         q_all = gate.success_prob(r["obs"][after], r["novice_action"][after])
         gap_ok, q_ok = gap < gate.gap_threshold, q_expert > gate.q_median

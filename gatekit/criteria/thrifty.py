@@ -146,7 +146,6 @@ class ThriftyCriterion(LearnedCriterion):
         if not isinstance(fresh, bool):
             raise ValueError(f"fresh must be true or false, got {fresh!r}")
         in_range("q_success_fraction", q_success_fraction, 0.0, 1.0, high_open=True)
-        self.iteration_steps = iteration_steps
         self.fresh = fresh
         self.q_success_fraction = float(q_success_fraction)
         in_range("alpha", alpha, 0.0, 1.0, low_open=True, high_open=True)
