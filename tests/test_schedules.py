@@ -16,6 +16,7 @@ import torch
 
 from gatekit.config import load_recipe_dict
 from gatekit.criteria.aim import AIMCriterion
+from gatekit.criteria.thrifty import ThriftyCriterion
 from gatekit.data import RecordStore, read_log
 from gatekit.learners.sb3.offpolicy import SB3OffPolicyLearner
 from gatekit.schedules import EveryKLabels, EveryNSteps
@@ -152,8 +153,6 @@ def test_thrifty_release_schedule_retrains_every_n_env_steps_whatever_the_labels
     assert state["updates"] == 160 // 40 and state["schedule_last"] == 160
     assert labels // K != 160 // 40  # the label schedule would have trained another number of times
     with pytest.raises(ValueError, match="not both"):
-        from gatekit.criteria.thrifty import ThriftyCriterion
-
         ThriftyCriterion(update_every=25, iteration_steps=2000)
 
 
