@@ -181,3 +181,21 @@ def test_a_stopped_comparison_stops_its_runs_cleanly(tmp_path, sig):
 
 def _episodes_logged(path: Path, n: int) -> bool:
     return path.is_file() and len(path.read_text().splitlines()) > n
+
+
+def test_plot_styles_tell_every_method_apart_past_ten_methods() -> None:
+    # The MiniGrid comparison has 13 methods; with one colour and marker cycle of ten, method 10
+    # drew exactly like method 0 (BC and a DQN-novice row) but for its dashes.
+    from gatekit.compare.report import styles
+    from gatekit.plots import pyplot
+
+    names = [f"method {i}" for i in range(25)]
+    got = styles(names)
+    looks = [(st.color, st.marker, st.linestyle) for st in got.values()]
+    assert len(set(looks)) == len(names)
+    for i in range(10, 25):  # a later method differs from its hue's earlier one in all three
+        a, b = got[names[i]], got[names[i - 10]]
+        assert a.color != b.color and a.marker != b.marker and a.linestyle != b.linestyle
+    tab10 = pyplot().get_cmap("tab10")  # up to ten methods the plots keep their old look
+    assert [got[n].color for n in names[:10]] == [tab10(i) for i in range(10)]
+    assert {got[n].linestyle for n in names[:10]} == {"-"}

@@ -37,6 +37,7 @@ from gatekit.errors import GatekitError
 SUCCESS_PLOT = "success_vs_expert_steps.png"
 TAKEOVER_PLOT = "takeover_rate.png"
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h")
+LINESTYLES = ("-", "--", ":", "-.")
 POI_LEGEND = ("P(A > B): the probability that a run of A ends with a higher test success than a run of B "
               "(ties count one half; 0.5: no difference), with its 95% stratified-bootstrap interval (rliable).")
 
@@ -104,11 +105,20 @@ class Style:
 
 
 def styles(names: list[str]) -> dict[str, Style]:
-    """A colour and a marker per method (and dashes past ten methods), the same in every plot."""
+    """A colour, marker and line style per method, the same in every plot, no two methods alike.
+
+    The first ten methods get tab10's colours (solid lines); each further ten reuse the ten hues
+    in tab20's other shade, with markers shifted and another line style, so that method i and
+    method i + 10 differ in shade, marker and line."""
     from gatekit.plots import pyplot
 
-    cmap = pyplot().get_cmap("tab10")
-    return {n: Style(cmap(i % 10), MARKERS[i % len(MARKERS)], "-" if i < 10 else "--") for i, n in enumerate(names)}
+    cmap = pyplot().get_cmap("tab20")  # tab20's even entries are tab10's colours
+    out = {}
+    for i, n in enumerate(names):
+        hue, round_ = i % 10, i // 10
+        out[n] = Style(cmap(2 * hue + round_ % 2), MARKERS[(hue + 3 * round_) % len(MARKERS)],
+                       LINESTYLES[round_ % len(LINESTYLES)])
+    return out
 
 
 def _eval_episodes(runs: list[PlannedRun]) -> tuple[str, str]:
