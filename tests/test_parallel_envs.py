@@ -195,3 +195,26 @@ def test_the_planner_expert_answers_from_its_env_process(tmp_path):
 def test_n_envs_is_checked():
     with pytest.raises(ConfigError, match="env.n_envs"):
         _recipe(0)
+
+
+def test_progress_rows_count_totals_through_their_episode_s_last_record(tmp_path):
+    """With 2 envs an episode's row has the step and totals of its own last record (not of the
+    batch's end), so a resumed run rebuilds the rows a kill kept from progress.csv as they were."""
+    from tests.recipes import stop_at
+
+    run = tmp_path / "run"
+    res = train(_recipe(2, steps=400), out=run, on_progress=stop_at(200))
+    assert res.status == "interrupted"
+    path = run / "progress.csv"
+    lines = path.read_text().splitlines(keepends=True)
+    _, cols, _ = read_log(run / "records.gkr")
+    ended = np.flatnonzero(cols["terminated"] | cols["truncated"])
+    assert len(lines) - 1 == len(ended) >= 6
+    for line, i in zip(lines[1:], ended, strict=True):
+        step, episode, *_ = line.split(",")
+        assert (int(step), int(episode)) == (cols["step"][i] + 1, cols["episode"][i])
+        assert line.rstrip().split(",")[-3:-1] == [str(int(cols["intervened"][:i + 1].sum())),
+                                                   str(int(cols["switched"][:i + 1].sum()))]
+    path.write_text("".join(lines[:-3]))  # three rows, of both envs, never reached the file
+    assert train(resume=run).status == "finished"
+    assert path.read_text().splitlines(keepends=True)[:len(lines)] == lines

@@ -14,6 +14,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from gatekit.runs.rundir import atomic_write_bytes
 
 
@@ -63,6 +65,39 @@ class RunLogs:
         if self.wandb is not None:
             self.wandb.log({**{f"train/episode_{k}": row[k] for k in ("return", "length", "takeover_rate", "switches")},
                             "train/total_expert_steps": row["total_expert_steps"]}, row["step"])
+
+    def restore_episodes(self, store: Any) -> int:
+        """Write the row of every finished episode of ``store`` (the record log) that
+        ``progress.csv`` lacks, rebuilt from its records, and return how many.
+
+        A run killed between an episode's last record and its row leaves the log one episode
+        ahead of ``progress.csv``; a resumed run calls this first, so that the file again has a
+        row for every finished episode. The rebuilt row is the one the run would have written
+        (:meth:`episode`: the same fields, the same sums in the same order)."""
+        writer = self._writer("progress.csv", self.EP_FIELDS)  # drops a torn last row first
+        with open(self.run_dir / "progress.csv", newline="") as fh:
+            have = {row.get("episode") for row in csv.DictReader(fh)}
+        ended = np.flatnonzero(store.terminated | store.truncated)
+        missing = [int(i) for i in ended if str(int(store.episode[i])) not in have]
+        if not missing:
+            return 0
+        episode, reward = store.episode, store.reward
+        intervened, queried, switched = store.intervened, store.expert_queried, store.switched
+        total_expert, total_switches = np.cumsum(intervened), np.cumsum(switched)
+        for i in missing:
+            rows = np.flatnonzero(episode == episode[i])
+            length, expert_steps = len(rows), int(np.count_nonzero(intervened[rows]))
+            ep_return = 0.0
+            for r in reward[rows].tolist():  # summed one step at a time, as the running loop does
+                ep_return += r
+            writer.writerow({"step": int(store.step[i]) + 1, "episode": int(episode[i]), "return": ep_return,
+                             "length": length, "expert_steps": expert_steps,
+                             "expert_queries": int(np.count_nonzero(queried[rows])),
+                             "switches": int(np.count_nonzero(switched[rows])),
+                             "takeover_rate": expert_steps / length, "total_expert_steps": int(total_expert[i]),
+                             "total_switches": int(total_switches[i]), "env": int(store.env[i])})
+        self._files["progress.csv"].flush()
+        return len(missing)
 
     def evaluation(self, row: dict[str, Any]) -> None:
         flat = {k: (v["mean"] if isinstance(v, dict) else v) for k, v in row.items()}

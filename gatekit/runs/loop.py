@@ -198,6 +198,7 @@ class Run:
         begin (a first checkpoint, which records the recipe); then hold the disk reserve."""
         if self.resuming:
             self.restore()
+            self.logs.restore_episodes(self.store)  # rows a kill kept from progress.csv
             self.evaluator.state = self.state
             self.logs.reset_evaluations(self.state.evals)
         self.evaluator.start()
@@ -259,7 +260,7 @@ class Run:
                 returns[out.env] += out.reward
                 self.learner.observe(out.record, self.store)
             for out in ended:  # the episode's row right after its last record, not after an update
-                self._end_episode(out, returns[out.env])  # (seconds) that a kill could land in
+                self._end_episode(out, returns[out.env], later=steps[steps.index(out) + 1:])
                 returns[out.env] = 0.0
             self._train(crossed_warmup=bool(warmup) and before < warmup <= totals.steps)
             for out in ended:
@@ -275,11 +276,15 @@ class Run:
         elif self.totals.steps > self.recipe.budget.warmup_steps:
             self.update(learner=self.learner.wants_update(self.store), criterion=self.criterion.wants_update(self.store))
 
-    def _end_episode(self, out: StepOut, ep_return: float) -> None:
+    def _end_episode(self, out: StepOut, ep_return: float, *, later: list[StepOut]) -> None:
+        """The episode's ``progress.csv`` row, its totals counted through its last record (not
+        through ``later``, the batch's records after it), as
+        :meth:`~gatekit.runs.logs.RunLogs.restore_episodes` rebuilds it from the log."""
         t = self.totals
-        self.logs.episode({"step": t.steps, "episode": out.record.episode, "env": out.env, "return": ep_return,
-                           **out.info[self.envs.info_key]["episode"], "total_expert_steps": t.expert_steps,
-                           "total_switches": t.switches})
+        self.logs.episode({"step": out.record.step + 1, "episode": out.record.episode, "env": out.env,
+                           "return": ep_return, **out.info[self.envs.info_key]["episode"],
+                           "total_expert_steps": t.expert_steps - sum(int(o.record.intervened) for o in later),
+                           "total_switches": t.switches - sum(int(o.record.switched) for o in later)})
 
     # -- a whole run ---------------------------------------------------------------------------------
     def run(self, *, progress: bool, on_progress: Callable[[dict[str, Any]], None] | None = None) -> RunResult:
