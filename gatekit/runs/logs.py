@@ -81,21 +81,20 @@ class RunLogs:
         missing = [int(i) for i in ended if str(int(store.episode[i])) not in have]
         if not missing:
             return 0
-        episode, reward = store.episode, store.reward
-        intervened, queried, switched = store.intervened, store.expert_queried, store.switched
-        total_expert, total_switches = np.cumsum(intervened), np.cumsum(switched)
+        ids, of = np.unique(store.episode, return_inverse=True)  # per episode, in one pass each:
+        length = np.bincount(of)
+        ep_return = np.bincount(of, weights=store.reward)  # summed in log order, as the loop sums
+        expert_steps, queries, switches = (np.bincount(of, weights=store.column(c)).astype(np.int64)
+                                           for c in ("intervened", "expert_queried", "switched"))
+        total_expert, total_switches = np.cumsum(store.intervened), np.cumsum(store.switched)
         for i in missing:
-            rows = np.flatnonzero(episode == episode[i])
-            length, expert_steps = len(rows), int(np.count_nonzero(intervened[rows]))
-            ep_return = 0.0
-            for r in reward[rows].tolist():  # summed one step at a time, as the running loop does
-                ep_return += r
-            writer.writerow({"step": int(store.step[i]) + 1, "episode": int(episode[i]), "return": ep_return,
-                             "length": length, "expert_steps": expert_steps,
-                             "expert_queries": int(np.count_nonzero(queried[rows])),
-                             "switches": int(np.count_nonzero(switched[rows])),
-                             "takeover_rate": expert_steps / length, "total_expert_steps": int(total_expert[i]),
-                             "total_switches": int(total_switches[i]), "env": int(store.env[i])})
+            k = of[i]
+            writer.writerow({"step": int(store.step[i]) + 1, "episode": int(ids[k]), "return": float(ep_return[k]),
+                             "length": int(length[k]), "expert_steps": int(expert_steps[k]),
+                             "expert_queries": int(queries[k]), "switches": int(switches[k]),
+                             "takeover_rate": int(expert_steps[k]) / int(length[k]),
+                             "total_expert_steps": int(total_expert[i]), "total_switches": int(total_switches[i]),
+                             "env": int(store.env[i])})
         self._files["progress.csv"].flush()
         return len(missing)
 
