@@ -351,3 +351,19 @@ def test_two_runs_starting_in_one_folder_do_not_clobber_each_other(tmp_path, mon
         train(load_recipe_dict(tiny_recipe(seed=2)), out=out, progress=False)
     assert yaml.safe_load((out / "recipe.yaml").read_text())["seed"] == 1
     assert _results(out)["status"] == "finished" and _results(out)["seed"] == 1
+
+
+def test_resume_reads_a_damaged_progress_csv_without_a_traceback(tmp_path):
+    """Bytes that are not UTF-8 or a NUL in progress.csv do not stop the resume that looks for
+    missing rows: the damaged row's episode is rebuilt beside it, nothing else changes."""
+    run = tmp_path / "run"
+    train(load_recipe_dict(tiny_recipe()), out=run, progress=False, on_progress=stop_at(200))
+    path = run / "progress.csv"
+    raw = bytearray(path.read_bytes())
+    row = raw.index(b"\n") + 1  # the first row: "10,0,-5.58...": step 10, episode 0
+    assert raw[row:row + 5] == b"10,0,"
+    raw[row + 3], raw[row + 6] = 0xFF, 0  # episode 0 unreadable, a NUL in its return
+    path.write_bytes(bytes(raw))
+    assert train(resume=run, progress=False).status == "finished"
+    after = path.read_bytes()
+    assert after.startswith(bytes(raw)) and b"\n10,0," in after  # episode 0's row, rebuilt

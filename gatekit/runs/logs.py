@@ -75,8 +75,8 @@ class RunLogs:
         row for every finished episode. The rebuilt row is the one the run would have written
         (:meth:`episode`: the same fields, the same sums in the same order)."""
         writer = self._writer("progress.csv", self.EP_FIELDS)  # drops a torn last row first
-        with open(self.run_dir / "progress.csv", newline="") as fh:
-            have = {row.get("episode") for row in csv.DictReader(fh)}
+        text = (self.run_dir / "progress.csv").read_bytes().decode("utf-8", "replace")  # damage read, not raised
+        have = {line.split(",")[1] for line in text.splitlines()[1:] if "," in line}  # numeric rows: no quoting
         ended = np.flatnonzero(store.terminated | store.truncated)
         missing = [int(i) for i in ended if str(int(store.episode[i])) not in have]
         if not missing:
