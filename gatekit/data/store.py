@@ -102,6 +102,7 @@ class RecordStore:
         terminated: np.ndarray
         truncated: np.ndarray
         score: np.ndarray
+        env: np.ndarray
 
     def __init__(self, observation_space: gym.Space, action_space: gym.Space, *,
                  path: str | os.PathLike[str] | None = None, max_unsynced: int = 8,

@@ -12,11 +12,14 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from gatekit.runs.rundir import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from gatekit.data import RecordStore
 
 
 class RunLogs:
@@ -66,7 +69,7 @@ class RunLogs:
             self.wandb.log({**{f"train/episode_{k}": row[k] for k in ("return", "length", "takeover_rate", "switches")},
                             "train/total_expert_steps": row["total_expert_steps"]}, row["step"])
 
-    def restore_episodes(self, store: Any) -> int:
+    def restore_episodes(self, store: RecordStore) -> int:
         """Write the row of every finished episode of ``store`` (the record log) that
         ``progress.csv`` lacks, rebuilt from its records, and return how many.
 
