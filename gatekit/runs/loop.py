@@ -259,9 +259,10 @@ class Run:
             for out in steps:
                 returns[out.env] += out.reward
                 self.learner.observe(out.record, self.store)
-            for out in ended:  # the episode's row right after its last record, not after an update
-                self._end_episode(out, returns[out.env], later=steps[steps.index(out) + 1:])
-                returns[out.env] = 0.0
+            for k, out in enumerate(steps):  # an episode's row right after its last record, not after an update
+                if out.terminated or out.truncated:
+                    self._end_episode(out, returns[out.env], later=steps[k + 1:])
+                    returns[out.env] = 0.0
             self._train(crossed_warmup=bool(warmup) and before < warmup <= totals.steps)
             for out in ended:
                 if totals.steps < budget:
