@@ -29,6 +29,7 @@ from gatekit.arguments import build
 from gatekit.config import Component
 from gatekit.envs.base import METRICS_KEY
 from gatekit.errors import EvaluationError
+from gatekit.runs.stop import start_deaf_to_ctrl_c
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,8 @@ def _worker_main(conn: Any, threads: int) -> None:
     import torch
 
     # Ctrl-C reaches every process of the terminal's group: the run decides (it checkpoints,
-    # then closes this worker), so the worker must not die first and look like a crash.
+    # then closes this worker), so the worker must not die first and look like a crash. It
+    # started with SIGINT ignored (start_deaf_to_ctrl_c); this keeps it so if started otherwise.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
     while True:
@@ -189,7 +191,7 @@ class EvalWorker:
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_worker_main, args=(child, threads), daemon=True)
-        self._proc.start()
+        start_deaf_to_ctrl_c(self._proc)
         self.pending: list[str] = []
         self.episodes_done: dict[str, int] = {}
         """Episodes finished so far of each pending evaluation (the worker reports each one)."""

@@ -333,6 +333,43 @@ def test_signals_save_and_exit_non_zero(tmp_path, sig, code):
     assert load_checkpoint(run / "checkpoint.pt")["log_steps"] == res["total_steps"]
 
 
+@pytest.mark.parametrize("helper", ["evaluation", "env"])
+def test_ctrl_c_while_a_helper_process_still_imports_does_not_kill_it(helper, monkeypatch):
+    """Ctrl-C reaches the whole process group, helpers included, also while one is still
+    importing its modules (torch or a simulator: seconds on a busy machine), before its own code
+    can ignore SIGINT. It must start with SIGINT ignored, not die and fail the run the person only
+    meant to stop."""
+    import threading
+
+    import gatekit.evaluation as evaluation
+    import gatekit.runs.env_workers as env_workers
+    from gatekit.config import Component
+
+    module = evaluation if helper == "evaluation" else env_workers
+    real_start = module.start_deaf_to_ctrl_c
+
+    def start_then_ctrl_c(proc):
+        real_start(proc)
+        threading.Timer(0.1, os.kill, (proc.pid, signal.SIGINT)).start()  # past exec, still importing
+
+    monkeypatch.setattr(module, "start_deaf_to_ctrl_c", start_then_ctrl_c)
+    env, expert = Component(id="echo", kwargs={"dim": 1, "horizon": 3}), Component(id="echo", kwargs={"action": [0.0]})
+    if helper == "evaluation":
+        worker = evaluation.EvalWorker()
+        time.sleep(0.2)
+        worker.submit("expert#0", env, None, 1, expert_comp=expert)
+        try:
+            assert [tag for tag, _ in worker.poll(block=True)] == ["expert#0"]
+        finally:
+            worker.close()
+    else:
+        workers = env_workers.EnvWorkers(env, expert, 2, seed=0)  # waits for its worker's env
+        try:
+            assert workers.call(1, "reset", 0)[0].shape == (1,)
+        finally:
+            workers.close()
+
+
 def test_two_runs_starting_in_one_folder_do_not_clobber_each_other(tmp_path, monkeypatch):
     """The second run passed the 'folder is free' check just before the first one claimed it."""
     import gatekit.runs.loop as loop

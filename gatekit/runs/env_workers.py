@@ -14,6 +14,7 @@ import numpy as np
 from gatekit.config import Component
 from gatekit.errors import GatekitError
 from gatekit.experts.base import Expert
+from gatekit.runs.stop import start_deaf_to_ctrl_c
 
 
 class _EnvHost:
@@ -125,7 +126,7 @@ class EnvWorkers:
         for i in range(1 if here else 0, n):
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_worker_main, args=(child, env_comp, expert_comp, int(seeds[i])), daemon=True)
-            proc.start()
+            start_deaf_to_ctrl_c(proc)  # not killed by a Ctrl-C while it imports the simulator
             child.close()
             self._conns[i] = parent
             self._procs[i] = proc
