@@ -179,6 +179,41 @@ def test_a_stopped_comparison_stops_its_runs_cleanly(tmp_path, sig):
     assert run_status(run_dir) == "interrupted" and (run_dir / "records.gkr").stat().st_size > 0  # the next call resumes it
 
 
+@needs_rliable
+def test_ctrl_c_while_a_comparison_s_worker_still_imports_interrupts_its_run(tmp_path):
+    """A terminal's Ctrl-C reaches a worker that has not yet left the terminal's process group:
+    it is still importing gatekit. It must end ``interrupted`` like its siblings (the next call
+    runs it), not die of a KeyboardInterrupt mid-import and be reported a failed run."""
+    out = tmp_path / "cmp"
+    cmd = [sys.executable, "-m", "gatekit.cli", "compare", str(TOY), "--out", str(out), "--no-progress", "--seeds", "0",
+           "--only", "HG-DAgger", "--set", "budget.total_steps=200000"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None and not _spawned_workers(proc.pid):
+        time.sleep(0.005)
+    assert _spawned_workers(proc.pid), proc.communicate()[0]  # exec'd; importing for about a second
+    time.sleep(0.05)  # past the millisecond in which the parent itself ignores SIGINT (the spawn)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the terminal signals its whole foreground group
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output
+    assert "failed" not in output and "Traceback" not in output, output
+    assert "interrupted" in output, output
+
+
+def _spawned_workers(parent: int) -> list[int]:
+    """The multiprocessing spawn children of ``parent`` that have started their interpreter."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent \
+                    and b"spawn_main" in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except (OSError, IndexError, ValueError):  # exited meanwhile
+            pass
+    return found
+
+
 def _episodes_logged(path: Path, n: int) -> bool:
     return path.is_file() and len(path.read_text().splitlines()) > n
 

@@ -11,7 +11,9 @@ Ctrl-C (or SIGTERM): :class:`LocalProcesses` starts no further run and sends eac
 single SIGINT; a run then checkpoints and writes ``results.json`` with status ``interrupted``, so
 the next ``gatekit compare`` resumes it. Workers sit in their own process group, so a terminal's
 Ctrl-C reaches only the parent (which forwards it once); a second Ctrl-C stops them at once. A
-worker whose parent was killed outright stops the same way on its own.
+worker starts deaf to SIGINT, until it has left the terminal's group, and then also learns of a
+stop from an event the parent sets. A worker whose parent was killed outright stops the same way
+on its own.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gatekit.compare.plan import PlannedRun, has_records
+from gatekit.runs.stop import start_deaf_to_ctrl_c
 
 POLL_SECONDS = 0.5
 """How often the parent looks at its workers (progress messages wake it earlier)."""
@@ -86,14 +89,19 @@ def train_job(job: Job, on_progress: Callable[[dict[str, Any]], None]) -> Outcom
         return Outcome("failed", f"{type(exc).__name__}: {msg}")
 
 
-def _worker_main(job: Job, messages: Any) -> None:
+def _worker_main(job: Job, messages: Any, stopping: Any) -> None:
     """Body of one spawned worker process: train, then post ``("ended", key, status, error)``.
+
+    The worker starts deaf to SIGINT (it is still in the terminal's process group while it
+    imports), leaves the group, then listens again; ``stopping`` (an event the parent sets before
+    it forwards a Ctrl-C) tells it of a stop whose signal came while it was deaf.
 
     If the parent dies (killed with SIGKILL), nobody reads the messages any more: the run stops
     as on Ctrl-C (checkpoint, status interrupted) at its next progress report, instead of
     training on unseen and then waiting forever to flush its last message.
     """
     os.setpgrp()  # the terminal's Ctrl-C goes to the parent only, which forwards it once
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     parent = os.getppid()
     orphaned = False
 
@@ -106,6 +114,8 @@ def _worker_main(job: Job, messages: Any) -> None:
             os.kill(os.getpid(), signal.SIGINT)
 
     try:
+        if stopping.is_set():
+            raise KeyboardInterrupt
         outcome = train_job(job, on_progress)
     except KeyboardInterrupt:  # stopped before the run could install its own handler
         outcome = Outcome("interrupted", "stopped before the run started")
@@ -148,6 +158,7 @@ class LocalProcesses:
     def run(self, jobs: Sequence[Job], events: Events) -> dict[str, Outcome]:
         ctx = mp.get_context("spawn")
         messages = ctx.Queue()
+        self._stopping = ctx.Event()
         waiting = deque(jobs)
         running: dict[str, tuple[Job, Any]] = {}
         outcomes: dict[str, Outcome] = {}
@@ -156,8 +167,9 @@ class LocalProcesses:
             while waiting or running:
                 while waiting and len(running) < self.workers:
                     job = waiting.popleft()
-                    proc = ctx.Process(target=_worker_main, args=(job, messages), name=f"gatekit {job.key}")
-                    proc.start()
+                    proc = ctx.Process(target=_worker_main, args=(job, messages, self._stopping),
+                                       name=f"gatekit {job.key}")
+                    start_deaf_to_ctrl_c(proc)
                     running[job.key] = (job, proc)
                     events.started(job)
                 self._drain(messages, events, outcomes)
@@ -204,6 +216,7 @@ class LocalProcesses:
         """Ask each running worker to stop (one SIGINT: checkpoint, status interrupted) and wait
         for them; a second Ctrl-C while waiting stops them at once (SIGTERM, then SIGKILL)."""
         escalation = [signal.SIGINT, signal.SIGTERM, signal.SIGKILL]
+        self._stopping.set()  # for a worker still deaf to SIGINT (starting): it looks when it can hear
         while running and escalation:
             sig = escalation.pop(0)
             for _, proc in running.values():

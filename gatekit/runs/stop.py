@@ -14,8 +14,9 @@ def start_deaf_to_ctrl_c(proc: Any) -> None:
     before its own code could ignore it. An ignored signal stays ignored across ``exec``, and
     Python leaves it so; a handler would not. The run decides, then closes its helpers.
 
-    A Ctrl-C in the few milliseconds of the ``fork`` is ignored by this process too; the next
-    one is not. Outside the main thread (no handlers can change there) ``proc`` starts as is.
+    This process ignores SIGINT too while the spawn lasts (about 1 ms): a Ctrl-C in that
+    instant is lost, the next one is not. Outside the main thread (no handlers can change there)
+    ``proc`` starts as is.
     """
     if threading.current_thread() is not threading.main_thread():
         proc.start()
