@@ -29,7 +29,7 @@ from gatekit.arguments import build
 from gatekit.config import Component
 from gatekit.envs.base import METRICS_KEY
 from gatekit.errors import EvaluationError
-from gatekit.runs.stop import start_deaf_to_ctrl_c
+from gatekit.processes import start_deaf_to_ctrl_c
 
 
 @dataclass(frozen=True)

@@ -38,13 +38,14 @@ ALLOWED: dict[str, set[str]] = {
     "experts": CORE | {"envs"},  # an expert may read its simulator's privileged state
     "envs": CORE,
     "wrappers": CORE | {"criteria", "experts"},
-    "evaluation": CORE | {"envs", "experts"},
+    "evaluation": CORE | {"envs", "experts", "processes"},
     "check": CORE | {"runs"},
     "export": CORE,
     "provenance": set(),  # files, versions, git: the standard library only
+    "processes": set(),  # helper processes deaf to Ctrl-C: the standard library only
     "runs": CORE | {"criteria", "learners", "experts", "envs", "wrappers", "evaluation", "progress", "plots",
-                    "components", "provenance"},
-    "compare": CORE | {"runs", "progress", "plots", "components"},
+                    "components", "provenance", "processes"},
+    "compare": CORE | {"runs", "progress", "plots", "components", "processes"},
     "expert_training": CORE | {"envs", "experts", "runs", "evaluation", "progress"},
     "components": CORE | {"criteria", "learners", "envs", "experts"},  # every component's options (show, docs)
     "integrations": CORE | {"criteria", "wrappers"},  # gatekit inside other libraries' loops (SB3's learn)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gatekit.compare.plan import PlannedRun, has_records
-from gatekit.runs.stop import start_deaf_to_ctrl_c
+from gatekit.processes import start_deaf_to_ctrl_c
 
 POLL_SECONDS = 0.5
 """How often the parent looks at its workers (progress messages wake it earlier)."""

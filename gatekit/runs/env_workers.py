@@ -14,7 +14,7 @@ import numpy as np
 from gatekit.config import Component
 from gatekit.errors import GatekitError
 from gatekit.experts.base import Expert
-from gatekit.runs.stop import start_deaf_to_ctrl_c
+from gatekit.processes import start_deaf_to_ctrl_c
 
 
 class _EnvHost:

@@ -3,29 +3,7 @@
 from __future__ import annotations
 
 import signal
-import threading
 from typing import Any
-
-
-def start_deaf_to_ctrl_c(proc: Any) -> None:
-    """Start ``proc`` (a spawned ``multiprocessing.Process``) with SIGINT ignored from its first
-    instruction: Ctrl-C reaches the terminal's whole process group, and a helper process that is
-    still importing its modules (torch takes seconds) would die of it, and look like a crash,
-    before its own code could ignore it. An ignored signal stays ignored across ``exec``, and
-    Python leaves it so; a handler would not. The run decides, then closes its helpers.
-
-    This process ignores SIGINT too while the spawn lasts (about 1 ms): a Ctrl-C in that
-    instant is lost, the next one is not. Outside the main thread (no handlers can change there)
-    ``proc`` starts as is.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        proc.start()
-        return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        proc.start()
-    finally:
-        signal.signal(signal.SIGINT, old)
 
 
 class StopFlag:
