@@ -97,6 +97,42 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
         resume_expert(out, progress=False)
 
 
+def test_ctrl_c_checkpoints_the_last_update_and_exits_130(tmp_path):
+    """Ctrl-C (SIGINT to the whole process group, env workers included) stops the run at its next
+    env step: it checkpoints the model as of the last PPO update, prints where, and exits 130;
+    no env worker dies of the signal (no traceback). Before, it exited with the steps since the
+    last periodic checkpoint lost (here: every step) and a KeyboardInterrupt traceback per worker."""
+    from gatekit.expert_training import resume_expert
+
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "gatekit.cli", "train-expert", str(RECIPE), "--out", str(out), "--no-progress",
+           *[a for s in [*SMALL, "total_timesteps=100000000", "checkpoint_every_s=100000"] for a in ("--set", s)]]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not (out / "recipe.yaml").is_file():
+        time.sleep(0.1)
+    time.sleep(6)  # some updates (one per 128 steps)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert err.strip().endswith(f"continue with: gatekit train-expert --resume {out}"), err
+    ckpt, _ = _zip_data(out / "checkpoint/model.zip")
+    at = ckpt["num_timesteps"]
+    assert f"the checkpoint at {at} steps is saved" in err
+    # the last update's model: its step count is that update's (a whole number of rollouts), not
+    # the count of the rollout the signal cut short
+    assert at >= 128 and at % 128 == 0 and ckpt["_n_updates"] == at // 128
+    assert json.loads((out / "checkpoint/state.json").read_text())["timesteps"] == at
+
+    results = resume_expert(out, [f"total_timesteps={at + 128}"], progress=False)
+    assert results["resumed_from"] == [at]
+    final, _ = _zip_data(out / "expert.zip")
+    assert final["_n_updates"] == ckpt["_n_updates"] + 1
+
+
 def test_resume_arguments_are_checked(tmp_path):
     from gatekit.expert_training import resume_expert
 

@@ -154,20 +154,29 @@ def train_expert_cmd(recipe: Path | None, overrides: tuple[str, ...], out: Path 
     save expert.zip and evaluate it on the held-out test split. The run writes checkpoints;
     `--resume DIR` continues a run that was interrupted."""
     from gatekit.errors import ConfigError
-    from gatekit.expert_training import load_expert_recipe, resume_expert, train_expert
+    from gatekit.expert_training import (
+        TrainingInterrupted,
+        load_expert_recipe,
+        resume_expert,
+        train_expert,
+    )
     from gatekit.runs.rundir import default_run_dir
 
     sets = [*overrides, *([f"n_envs={workers}"] if workers is not None else [])]
-    if resume_dir is not None:
-        if recipe is not None or out is not None:
-            raise ConfigError("train-expert: --resume DIR continues the run in DIR with its own recipe; drop RECIPE and --out")
-        res = resume_expert(resume_dir, sets, progress=not no_progress)
-    else:
-        if recipe is None:
-            raise ConfigError("train-expert: give an expert RECIPE (e.g. recipes/ppo_expert_cartpole.yaml), or --resume DIR")
-        r = load_expert_recipe(recipe, sets)
-        run_dir = out if out is not None else default_run_dir(r.name, r.seed)
-        res = train_expert(r, out=run_dir, progress=not no_progress)
+    try:
+        if resume_dir is not None:
+            if recipe is not None or out is not None:
+                raise ConfigError("train-expert: --resume DIR continues the run in DIR with its own recipe; drop RECIPE and --out")
+            res = resume_expert(resume_dir, sets, progress=not no_progress)
+        else:
+            if recipe is None:
+                raise ConfigError("train-expert: give an expert RECIPE (e.g. recipes/ppo_expert_cartpole.yaml), or --resume DIR")
+            r = load_expert_recipe(recipe, sets)
+            run_dir = out if out is not None else default_run_dir(r.name, r.seed)
+            res = train_expert(r, out=run_dir, progress=not no_progress)
+    except TrainingInterrupted as stopped:  # saved: say where, exit as gatekit train does (130 / 143)
+        click.echo(f"gatekit: {stopped}", err=True)
+        sys.exit(128 + int(stopped.signal))
     t = Table(title=f"{res['name']}: {res['algo']} expert on {res['env']} (seed {res['seed']})", header_style="bold")
     t.add_column("figure")
     t.add_column("value", justify="right")

@@ -28,7 +28,9 @@ the rolling success record, the resumes so far), each atomically (a kill leaves 
 checkpoint or the new one). :func:`resume_expert` (``gatekit train-expert --resume DIR``)
 loads the checkpoint and trains on to ``total_timesteps``. The steps of the rollout under way
 when the run died are lost and re-collected; the env workers start fresh episodes (seeded
-from the step count), so a resumed run is not bit-identical to an uninterrupted one.
+from the step count), so a resumed run is not bit-identical to an uninterrupted one. Ctrl-C (or
+SIGTERM) stops at the next env step and checkpoints the last PPO update before it exits (130 /
+143; a second Ctrl-C stops at once); the env workers ignore Ctrl-C and are closed by the run.
 
 The package: :mod:`~gatekit.expert_training.recipe` (the recipe, loaded strictly),
 :mod:`~gatekit.expert_training.training` (env workers, training, resuming),
@@ -65,8 +67,14 @@ from gatekit.expert_training.recipe import (
     ppo_kwargs,
 )
 from gatekit.expert_training.report import evaluate_expert
-from gatekit.expert_training.training import EnvFactory, resume_expert, start_method, train_expert
+from gatekit.expert_training.training import (
+    EnvFactory,
+    TrainingInterrupted,
+    resume_expert,
+    start_method,
+    train_expert,
+)
 
 __all__ = ["CHECKPOINT_DIR", "RESUMABLE_FIELDS", "Checkpointer", "EnvFactory", "ExpertRecipe", "ProgressCallback",
-           "check_ppo_kwargs", "evaluate_expert", "load_expert_recipe", "load_expert_recipe_dict", "ppo_kwargs",
-           "resume_expert", "start_method", "train_expert"]
+           "TrainingInterrupted", "check_ppo_kwargs", "evaluate_expert", "load_expert_recipe", "load_expert_recipe_dict",
+           "ppo_kwargs", "resume_expert", "start_method", "train_expert"]

@@ -59,17 +59,21 @@ class ProgressCallback(BaseCallback):
     Checkpoints are taken at the start of a rollout, i.e. right after a PPO update: the
     weights, optimizer state and step count then agree. (At a rollout's *end* the step count
     already includes steps the weights have not been trained on yet; a resume would skip them.)
+
+    With ``stop`` (a :class:`~gatekit.runs.stop.StopFlag`), training ends at the first env step
+    after a signal; :meth:`save_last_update` then checkpoints the last PPO update.
     """
 
     def __init__(self, *, total: int, enabled: bool, checkpointer: Checkpointer | None, checkpoint_every_s: float = 600.0,
-                 description: str = "training", state: dict[str, Any] | None = None) -> None:
+                 description: str = "training", state: dict[str, Any] | None = None, stop: Any = None) -> None:
         super().__init__()
+        self.stop = stop
         self.total, self.enabled, self.description = total, enabled, description
         self.checkpointer, self.checkpoint_every_s = checkpointer, checkpoint_every_s
         state = state or {}
         self._progress: Any = None
         self._t0 = self._last_save = self._last_draw = 0.0
-        self._start_timesteps = 0
+        self._start_timesteps = self._rollout_start = 0
         self._saved_timesteps = -1
         # Training seconds of earlier sessions (a resumed run), so the totals span all of them.
         self.seconds_before = float(state.get("train_seconds", 0.0))
@@ -80,7 +84,7 @@ class ProgressCallback(BaseCallback):
 
     def _on_training_start(self) -> None:
         self._t0 = self._last_save = time.monotonic()
-        self._start_timesteps = self._saved_timesteps = int(self.model.num_timesteps)
+        self._start_timesteps = self._saved_timesteps = self._rollout_start = int(self.model.num_timesteps)
         if self.enabled:
             from gatekit.progress import live_bar
 
@@ -119,14 +123,26 @@ class ProgressCallback(BaseCallback):
             live = self.live()
             text = f"{live['steps_per_second']:,.0f} steps/s  return {live['episode_return']:.1f}  success {live['success']:.2f}"
             self._progress.update(self._task, completed=min(self.num_timesteps, self.total), live=text.replace("nan", "-"))
-        return True
+        return self.stop is None or self.stop.signal is None  # False: learn() stops here
 
     def _on_rollout_start(self) -> None:
+        self._rollout_start = int(self.model.num_timesteps)
         if (self.checkpointer is not None and self.model.num_timesteps > self._saved_timesteps
                 and time.monotonic() - self._last_save >= self.checkpoint_every_s):
             self.checkpointer.save(self.model, self.state())
             self._saved_timesteps = int(self.model.num_timesteps)
             self._last_save = time.monotonic()
+
+    def save_last_update(self) -> int:
+        """After a stopped ``learn()``: checkpoint the model as it was at the start of the
+        rollout under way (its weights are those of the last update; the steps collected since
+        are dropped and re-collected on resume), unless that is already saved. Returns the
+        checkpoint's step count (0: no update yet and no checkpoint)."""
+        self.model.num_timesteps = self._rollout_start
+        if self.checkpointer is not None and self._rollout_start > self._saved_timesteps:
+            self.checkpointer.save(self.model, self.state())
+            self._saved_timesteps = self._rollout_start
+        return self._saved_timesteps if self.checkpointer is not None and self.checkpointer.exists() else 0
 
     def _on_training_end(self) -> None:
         if self._progress is not None:

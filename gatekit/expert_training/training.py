@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing as mp
 import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,18 @@ from gatekit.expert_training.recipe import (
     ppo_kwargs,
 )
 from gatekit.expert_training.report import write_results
+from gatekit.runs.stop import StopFlag
+
+
+class TrainingInterrupted(GatekitError):
+    """SIGINT / SIGTERM stopped the training; what was learned up to the last PPO update is in
+    the run's checkpoint (``timesteps``: its step count; 0: no update yet, nothing saved)."""
+
+    def __init__(self, out: Path, signum: int, timesteps: int) -> None:
+        self.out, self.signal, self.timesteps = out, signal.Signals(signum), timesteps
+        kept = (f"the checkpoint at {timesteps} steps is saved; continue with: gatekit train-expert --resume {out}"
+                if timesteps else "no PPO update was made yet, so nothing was saved; start the run again")
+        super().__init__(f"interrupted by {self.signal.name}; {kept}")
 
 
 class EnvFactory:
@@ -47,6 +60,19 @@ class EnvFactory:
         return Monitor(build(ENVS, self.env, "env", split=self.split, seed=self.seed))
 
 
+class _IgnoringCtrlC:
+    """An env_fn whose worker process ignores SIGINT before it builds its env: a terminal's
+    Ctrl-C reaches the whole process group, and the run, not its env workers, decides (it
+    checkpoints, then closes them). Picklable, like the factory it wraps."""
+
+    def __init__(self, make: Callable[[], Any]) -> None:
+        self.make = make
+
+    def __call__(self) -> Any:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return self.make()
+
+
 def start_method() -> str:
     """``forkserver`` where available, else ``spawn``.
 
@@ -65,7 +91,7 @@ def start_method() -> str:
 def _make_venv(recipe: ExpertRecipe, n_envs: int, seed: int) -> Any:
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
-    fns: list[Callable[[], Any]] = [EnvFactory(recipe.env, "train", seed + i) for i in range(n_envs)]
+    fns: list[Callable[[], Any]] = [_IgnoringCtrlC(EnvFactory(recipe.env, "train", seed + i)) for i in range(n_envs)]
     try:
         return SubprocVecEnv(fns, start_method=start_method())
     except (EOFError, BrokenPipeError, ConnectionResetError):
@@ -89,6 +115,7 @@ def train_expert(recipe: ExpertRecipe, *, out: Path, progress: bool = True) -> d
         RunDirError: ``out`` already holds an expert or a checkpoint, or cannot be written.
         ConfigError: PPO rejected its settings.
         GatekitError: an env worker process died.
+        TrainingInterrupted: SIGINT / SIGTERM; the last PPO update is checkpointed first.
     """
     from gatekit.runs.rundir import check_run_dir
 
@@ -182,13 +209,17 @@ def _train(recipe: ExpertRecipe, *, out: Path, progress: bool, checkpoint: Check
             model = _sb3.PPO.load(checkpoint.model_path, env=venv, device="cpu", force_reset=True)
             model.set_random_seed(recipe.seed + start_timesteps)
             state["resumes"] = [*state.get("resumes", []), start_timesteps]
-        callback = ProgressCallback(total=recipe.total_timesteps, enabled=progress, checkpointer=checkpointer,
-                                    checkpoint_every_s=recipe.checkpoint_every_s, description=recipe.name, state=state)
-        try:
-            model.learn(total_timesteps=recipe.total_timesteps - start_timesteps, callback=callback,
-                        reset_num_timesteps=checkpoint is None)
-        except (EOFError, BrokenPipeError, ConnectionResetError):
-            raise GatekitError("env: a training env worker process died (its traceback is above)") from None
+        with StopFlag() as stop:  # Ctrl-C / SIGTERM: learn() stops at its next env step (a second one: at once)
+            callback = ProgressCallback(total=recipe.total_timesteps, enabled=progress, checkpointer=checkpointer,
+                                        checkpoint_every_s=recipe.checkpoint_every_s, description=recipe.name,
+                                        state=state, stop=stop)
+            try:
+                model.learn(total_timesteps=recipe.total_timesteps - start_timesteps, callback=callback,
+                            reset_num_timesteps=checkpoint is None)
+            except (EOFError, BrokenPipeError, ConnectionResetError):
+                raise GatekitError("env: a training env worker process died (its traceback is above)") from None
+        if stop.signal is not None:
+            raise TrainingInterrupted(out, stop.signal, callback.save_last_update())
         session_seconds = callback.session_seconds()
         final_state = callback.state()
         model.save(zip_path)
@@ -207,4 +238,4 @@ def _train(recipe: ExpertRecipe, *, out: Path, progress: bool, checkpoint: Check
     return write_results(recipe, out, results, progress=progress)
 
 
-__all__ = ["EnvFactory", "resume_expert", "start_method", "train_expert"]
+__all__ = ["EnvFactory", "TrainingInterrupted", "resume_expert", "start_method", "train_expert"]
