@@ -13,6 +13,8 @@ from typing import Any
 
 from stable_baselines3.common.callbacks import BaseCallback
 
+from gatekit.runs.stop import StopFlag
+
 CHECKPOINT_DIR = "checkpoint"
 
 
@@ -60,12 +62,12 @@ class ProgressCallback(BaseCallback):
     weights, optimizer state and step count then agree. (At a rollout's *end* the step count
     already includes steps the weights have not been trained on yet; a resume would skip them.)
 
-    With ``stop`` (a :class:`~gatekit.runs.stop.StopFlag`), training ends at the first env step
+    With ``stop``, training ends at the first env step
     after a signal; :meth:`save_last_update` then checkpoints the last PPO update.
     """
 
     def __init__(self, *, total: int, enabled: bool, checkpointer: Checkpointer | None, checkpoint_every_s: float = 600.0,
-                 description: str = "training", state: dict[str, Any] | None = None, stop: Any = None) -> None:
+                 description: str = "training", state: dict[str, Any] | None = None, stop: StopFlag | None = None) -> None:
         super().__init__()
         self.stop = stop
         self.total, self.enabled, self.description = total, enabled, description
