@@ -101,19 +101,22 @@ def test_ctrl_c_checkpoints_the_last_update_and_exits_130(tmp_path):
     """Ctrl-C (SIGINT to the whole process group, env workers included) stops the run at its next
     env step: it checkpoints the model as of the last PPO update, prints where, and exits 130;
     no env worker dies of the signal (no traceback). Before, it exited with the steps since the
-    last periodic checkpoint lost (here: every step) and a KeyboardInterrupt traceback per worker."""
+    last periodic checkpoint lost and a KeyboardInterrupt traceback per worker."""
     from gatekit.expert_training import resume_expert
 
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "gatekit.cli", "train-expert", str(RECIPE), "--out", str(out), "--no-progress",
-           *[a for s in [*SMALL, "total_timesteps=100000000", "checkpoint_every_s=100000"] for a in ("--set", s)]]
+           *[a for s in [*SMALL, "total_timesteps=100000000", "checkpoint_every_s=5"] for a in ("--set", s)]]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
+    state_path = out / "checkpoint/state.json"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None and not (out / "recipe.yaml").is_file():
-        time.sleep(0.1)
-    time.sleep(6)  # some updates (one per 128 steps)
+    while time.monotonic() < deadline and proc.poll() is None and not state_path.is_file():
+        time.sleep(0.1)  # training is under way: the first periodic checkpoint (after an update)
+    assert state_path.is_file(), proc.communicate()[1]
+    time.sleep(2)  # more updates, not yet in a periodic checkpoint (every 5 s)
+    periodic = json.loads(state_path.read_text())["timesteps"]
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
@@ -124,7 +127,7 @@ def test_ctrl_c_checkpoints_the_last_update_and_exits_130(tmp_path):
     assert f"the checkpoint at {at} steps is saved" in err
     # the last update's model: its step count is that update's (a whole number of rollouts), not
     # the count of the rollout the signal cut short
-    assert at >= 128 and at % 128 == 0 and ckpt["_n_updates"] == at // 128
+    assert at >= periodic >= 128 and at % 128 == 0 and ckpt["_n_updates"] == at // 128
     assert json.loads((out / "checkpoint/state.json").read_text())["timesteps"] == at
 
     results = resume_expert(out, [f"total_timesteps={at + 128}"], progress=False)
