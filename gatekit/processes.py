@@ -9,7 +9,6 @@ interpreter spends seconds importing torch or a simulator before its own code ru
 from __future__ import annotations
 
 import signal
-import threading
 from typing import Any
 
 
@@ -22,10 +21,11 @@ def start_deaf_to_ctrl_c(proc: Any) -> None:
     is lost, the next one is not. Outside the main thread (where handlers cannot be changed)
     ``proc`` starts as is.
     """
-    if threading.current_thread() is not threading.main_thread():
+    try:
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread (as StopFlag)
         proc.start()
         return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         proc.start()
     finally:
