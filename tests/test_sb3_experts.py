@@ -313,6 +313,35 @@ def test_zip_on_box_env_loads_safely_and_matches_ppo_load(tmp_path):
         assert expert.log_prob(obs, a) == pytest.approx(_logp_sb3(loaded.policy, obs, a), abs=1e-5)
 
 
+def test_log_prob_std_scores_around_the_policy_mean_with_a_fixed_std(tmp_path, ppo_zip):
+    env = _pendulum()
+    model = sb3.PPO("MlpPolicy", env, n_steps=64, batch_size=32, n_epochs=1, seed=0, device="cpu",
+                    policy_kwargs={"net_arch": [16]})
+    model.learn(64)
+    model.save(tmp_path / "ppo.zip")
+    own = EXPERTS.get("sb3")(env=env, path=str(tmp_path / "ppo.zip"))
+    recipe = load_recipe_dict({"name": "t", "env": "pendulum", "criterion": "action-gap", "learner": "mlp-bc",
+                               "expert": {"id": "sb3", "path": str(tmp_path / "ppo.zip"), "log_prob_std": [0.3]},
+                               "budget": {"total_steps": 10}})
+    fixed = build(EXPERTS, recipe.expert, "expert", env=env)
+    for obs in _observations(env, 5):
+        obs_t, _ = model.policy.obs_to_tensor(obs)
+        with torch.no_grad():
+            mean = float(model.policy.get_distribution(obs_t).distribution.mean.reshape(-1)[0])
+        # one std away from the policy's mean, under the fixed std 0.3 (the policy's own is 1.0)
+        want = -0.5 - np.log(0.3) - 0.5 * np.log(2 * np.pi)
+        assert fixed.log_prob(obs, [mean + 0.3]) == pytest.approx(want, abs=1e-5)
+        assert own.log_prob(obs, [mean + 0.3]) == pytest.approx(_logp_sb3(model.policy, obs, [mean + 0.3]), abs=1e-5)
+        assert own.log_prob(obs, [mean + 0.3]) != pytest.approx(want, abs=1e-2)
+        np.testing.assert_array_equal(fixed.act(obs), own.act(obs))  # acting is unchanged
+    with pytest.raises(ConfigError, match=r"^expert.log_prob_std: expected 1 positive numbers"):
+        EXPERTS.get("sb3")(env=env, path=str(tmp_path / "ppo.zip"), log_prob_std=[0.1, 0.2])
+    with pytest.raises(ConfigError, match=r"^expert.log_prob_std: expected 1 positive numbers"):
+        EXPERTS.get("sb3")(env=env, path=str(tmp_path / "ppo.zip"), log_prob_std=[0.0])
+    with pytest.raises(ConfigError, match=r"^expert.log_prob_std: applies to a ppo/a2c policy on Box actions"):
+        EXPERTS.get("sb3")(env=_cartpole(), path=str(ppo_zip[0]), log_prob_std=[0.3])
+
+
 @pytest.mark.parametrize("algo,env_fn,kwargs", [
     ("ppo", _pendulum, {"use_sde": True, "policy_kwargs": {"net_arch": [16]}}),
     ("sac", _pendulum, {"use_sde": True, "buffer_size": 10, "policy_kwargs": {"net_arch": [16, 8]}}),

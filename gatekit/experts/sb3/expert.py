@@ -91,13 +91,19 @@ class SB3PolicyExpert(Expert):
         epsilon: probability of a uniformly random action when stochastic (DQN's
             epsilon-greedy exploration rate; 0 for the others).
         path: the file the policy was loaded from, if any (kept for reports).
+        log_prob_std: a fixed std per action dimension for :meth:`log_prob`, around the
+            policy's mean, instead of the policy's own std (PPO/A2C on Box actions only).
+            A simulated person that takes over below a density threshold then has a fixed
+            tolerance, whatever std the policy ended its training with: PVP's release scores
+            with ``(0.1365, 0.4583)`` on MetaDrive (``gatekit.experts.metadrive.RELEASE_STD``).
+            ``act`` is unaffected.
 
     Attributes:
         has_log_prob: True for policies with an action distribution (PPO, A2C, SAC).
     """
 
     def __init__(self, *, env: gym.Env, policy: Any, algo: str, deterministic: bool = True, epsilon: float = 0.0,
-                 path: str | None = None) -> None:
+                 path: str | None = None, log_prob_std: list[float] | tuple[float, ...] | None = None) -> None:
         from stable_baselines3.common.policies import ActorCriticPolicy
         from stable_baselines3.sac.policies import SACPolicy
 
@@ -117,7 +123,27 @@ class SB3PolicyExpert(Expert):
         # SAC keeps the gSDE flag on its actor, PPO/A2C on the policy.
         self._uses_sde = bool(getattr(policy, "use_sde", False) or getattr(getattr(policy, "actor", None), "use_sde", False))
         self._torch_state = self._torch_state_from(self.np_random)
+        self.log_prob_std = None if log_prob_std is None else self._check_log_prob_std(log_prob_std)
         self.bind(env)
+
+    def _check_log_prob_std(self, value: Any) -> np.ndarray:
+        """``value`` as one positive finite std per action dimension of a PPO/A2C Box policy."""
+        from stable_baselines3.common.policies import ActorCriticPolicy
+
+        space = self.action_space
+        if not isinstance(space, gym.spaces.Box) or not isinstance(self.policy, ActorCriticPolicy) \
+                or self.policy.squash_output:
+            raise ConfigError(f"expert.log_prob_std: applies to a ppo/a2c policy on Box actions (a Gaussian "
+                              f"around its mean), not to this {self.algo} policy on {space}; remove it")
+        size = int(np.prod(space.shape))
+        try:
+            std = np.asarray(value, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            std = np.empty(0)
+        if isinstance(value, str | bytes) or std.shape != (size,) or not np.all(np.isfinite(std)) or np.any(std <= 0):
+            raise ConfigError(f"expert.log_prob_std: expected {size} positive numbers, one per action dimension, "
+                              f"got {value!r}")
+        return std
 
     # --- randomness ---------------------------------------------------------------------------
 
@@ -208,5 +234,10 @@ class SB3PolicyExpert(Expert):
                 dist = policy.actor.action_dist.proba_distribution(mean, log_std, **kwargs)
             else:
                 dist = policy.get_distribution(obs_t)
+            if self.log_prob_std is not None:  # the policy's mean, the fixed std (checked: Gaussian, Box)
+                normal: Any = dist.distribution
+                mean = normal.mean.double().numpy().reshape(-1)
+                z = (np.asarray(action, dtype=np.float64).reshape(-1) - mean) / self.log_prob_std
+                return float(np.sum(-0.5 * z * z - np.log(self.log_prob_std) - 0.5 * np.log(2.0 * np.pi)))
             value = float(dist.log_prob(act_t).reshape(-1)[0])
         return value + log_jacobian

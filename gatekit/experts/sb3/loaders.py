@@ -58,7 +58,8 @@ def _check_net_arch(net_arch: list[int] | None) -> None:
 
 @factory("expert")
 def sb3_zip(*, env: gym.Env, path: str, algo: Literal["auto", "ppo", "a2c", "sac", "td3", "ddpg", "dqn"] = "auto",
-            deterministic: bool = True, activation: str | None = None, trust_pickle: bool = False) -> SB3PolicyExpert:
+            deterministic: bool = True, activation: str | None = None, trust_pickle: bool = False,
+            log_prob_std: list[float] | None = None) -> SB3PolicyExpert:
     """Any stable-baselines3 model zip as an expert (registry name ``sb3``), loaded safely.
 
     Nothing in the zip is unpickled (see the module docstring): the policy is rebuilt from the
@@ -83,6 +84,8 @@ def sb3_zip(*, env: gym.Env, path: str, algo: Literal["auto", "ppo", "a2c", "sac
             stored in the file**: set it only for files you made or trust as you would a
             program. Needed only for policies with custom classes (features extractors,
             activations) that cannot be rebuilt from tensors.
+        log_prob_std: a fixed std per action dimension for ``log_prob`` (PPO/A2C on Box
+            actions; see :class:`SB3PolicyExpert`).
 
     Raises:
         ConfigError: no file at ``path``, not an SB3 zip, an unknown algorithm (with the
@@ -119,7 +122,8 @@ def sb3_zip(*, env: gym.Env, path: str, algo: Literal["auto", "ppo", "a2c", "sac
         kwargs = infer_policy_kwargs(z.state, algo, env, readable_kwargs=rk, path=path)
         kwargs["activation_fn"] = activation_class(act_name, "expert.activation")
         policy = load_policy(env, algo, z.state, kwargs, path, declared=False)
-    return SB3PolicyExpert(env=env, policy=policy, algo=algo, deterministic=deterministic, epsilon=epsilon, path=str(file))
+    return SB3PolicyExpert(env=env, policy=policy, algo=algo, deterministic=deterministic, epsilon=epsilon, path=str(file),
+                           log_prob_std=log_prob_std)
 
 
 def _load_trusted(file: Path, path: str, algo: str, env: gym.Env) -> Any:
@@ -142,7 +146,8 @@ def _load_trusted(file: Path, path: str, algo: str, env: gym.Env) -> Any:
 
 @factory("expert")
 def sb3_state_dict(*, env: gym.Env, path: str, algo: Algo = "ppo", net_arch: list[int] | None = None,
-                   activation: str | None = None, deterministic: bool = True) -> SB3PolicyExpert:
+                   activation: str | None = None, deterministic: bool = True,
+                   log_prob_std: list[float] | None = None) -> SB3PolicyExpert:
     """A bare SB3 policy state dict (``policy.pth``) as an expert (registry name ``sb3-policy``).
 
     The policy is SB3's ``MlpPolicy`` (``MultiInputPolicy`` for Dict observations) of ``algo``
@@ -162,6 +167,7 @@ def sb3_state_dict(*, env: gym.Env, path: str, algo: Algo = "ppo", net_arch: lis
             ``sigmoid``; None: the algorithm's SB3 default (tanh for PPO/A2C, relu otherwise).
             The state dict does not record it, so it must be declared right.
         deterministic: as for :func:`sb3_zip` (a DQN policy has no epsilon: always greedy).
+        log_prob_std: as for :func:`sb3_zip`.
 
     Raises:
         ConfigError: no file, not a state dict, or a layer missing, extra or of another shape
@@ -191,4 +197,5 @@ def sb3_state_dict(*, env: gym.Env, path: str, algo: Algo = "ppo", net_arch: lis
     if net_arch is not None:
         kwargs["net_arch"] = list(net_arch)
     policy = load_policy(env, algo, state, kwargs, path, declared=net_arch is not None)
-    return SB3PolicyExpert(env=env, policy=policy, algo=algo, deterministic=deterministic, path=str(file))
+    return SB3PolicyExpert(env=env, policy=policy, algo=algo, deterministic=deterministic, path=str(file),
+                           log_prob_std=log_prob_std)
