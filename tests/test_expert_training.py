@@ -36,7 +36,10 @@ def test_checkpoint_is_taken_after_an_update_and_matches_a_shorter_run(tmp_path)
     from gatekit.expert_training import load_expert_recipe, train_expert
 
     long = load_expert_recipe(RECIPE, [*SMALL, "total_timesteps=256", "checkpoint_every_s=0"])
-    train_expert(long, out=tmp_path / "long", progress=False)
+    lines: list[str] = []
+    train_expert(long, out=tmp_path / "long", progress=False, log=lines.append)
+    assert len(lines) == 1 and lines[0].startswith("checkpoint at 128 of 256 steps (50%): ")
+    assert lines[0].endswith("(last 100 episodes)") and "steps/s, training return " in lines[0]
     data, weights = _zip_data(tmp_path / "long/checkpoint/model.zip")
     state = json.loads((tmp_path / "long/checkpoint/state.json").read_text())
     assert data["num_timesteps"] == 128 and state["timesteps"] == 128 and state["resumes"] == []
@@ -70,6 +73,8 @@ def test_a_killed_run_resumes_from_its_checkpoint(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    # without the progress bar, each checkpoint says how far the run is
+    assert "gatekit: train-expert: checkpoint at 128 of 100,000,000 steps (0%): " in proc.stderr.read().decode()
     assert not (out / "expert.zip").exists()
     ckpt, _ = _zip_data(out / "checkpoint/model.zip")
     at = ckpt["num_timesteps"]

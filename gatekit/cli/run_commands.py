@@ -146,7 +146,7 @@ def eval_cmd(target: Path, episodes: int | None, use_expert: bool, checkpoint: s
 @click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,
               help="Continue the interrupted run in this folder from its last checkpoint (no RECIPE; --set may raise total_timesteps).")
 @click.option("--workers", type=int, default=None, help="Parallel env processes (default: the recipe's n_envs, else one per core).")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--no-progress", is_flag=True, help="No progress bar; a line on stderr at each checkpoint instead.")
 @clean_errors
 def train_expert_cmd(recipe: Path | None, overrides: tuple[str, ...], out: Path | None, resume_dir: Path | None,
                      workers: int | None, no_progress: bool) -> None:
@@ -163,17 +163,19 @@ def train_expert_cmd(recipe: Path | None, overrides: tuple[str, ...], out: Path 
     from gatekit.runs.rundir import default_run_dir
 
     sets = [*overrides, *([f"n_envs={workers}"] if workers is not None else [])]
+    # Without the bar (a run in the background, its output in a file), a line per checkpoint.
+    log = (lambda line: click.echo(f"gatekit: train-expert: {line}", err=True)) if no_progress else None
     try:
         if resume_dir is not None:
             if recipe is not None or out is not None:
                 raise ConfigError("train-expert: --resume DIR continues the run in DIR with its own recipe; drop RECIPE and --out")
-            res = resume_expert(resume_dir, sets, progress=not no_progress)
+            res = resume_expert(resume_dir, sets, progress=not no_progress, log=log)
         else:
             if recipe is None:
                 raise ConfigError("train-expert: give an expert RECIPE (e.g. recipes/ppo_expert_cartpole.yaml), or --resume DIR")
             r = load_expert_recipe(recipe, sets)
             run_dir = out if out is not None else default_run_dir(r.name, r.seed)
-            res = train_expert(r, out=run_dir, progress=not no_progress)
+            res = train_expert(r, out=run_dir, progress=not no_progress, log=log)
     except TrainingInterrupted as stopped:  # saved: say where, exit as gatekit train does (130 / 143)
         click.echo(f"gatekit: {stopped}", err=True)
         sys.exit(128 + int(stopped.signal))

@@ -8,6 +8,7 @@ import json
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,12 +65,17 @@ class ProgressCallback(BaseCallback):
 
     With ``stop``, training ends at the first env step
     after a signal; :meth:`save_last_update` then checkpoints the last PPO update.
+
+    With ``log``, each checkpoint is also reported in one line (:meth:`checkpoint_line`): a run
+    without a progress bar, in the background for hours, says how far it is.
     """
 
     def __init__(self, *, total: int, enabled: bool, checkpointer: Checkpointer | None, checkpoint_every_s: float = 600.0,
-                 description: str = "training", state: dict[str, Any] | None = None, stop: StopFlag | None = None) -> None:
+                 description: str = "training", state: dict[str, Any] | None = None, stop: StopFlag | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
         super().__init__()
         self.stop = stop
+        self.log = log
         self.total, self.enabled, self.description = total, enabled, description
         self.checkpointer, self.checkpoint_every_s = checkpointer, checkpoint_every_s
         state = state or {}
@@ -134,6 +140,17 @@ class ProgressCallback(BaseCallback):
             self.checkpointer.save(self.model, self.state())
             self._saved_timesteps = int(self.model.num_timesteps)
             self._last_save = time.monotonic()
+            if self.log is not None:
+                self.log(self.checkpoint_line())
+
+    def checkpoint_line(self) -> str:
+        """The line a checkpoint is reported with, e.g. ``checkpoint at 1,003,520 of 5,000,000
+        steps (20%): 418 steps/s, training return 102.3, success 0.31 (last 100 episodes)``."""
+        live, n = self.live(), int(self.model.num_timesteps)
+        text = (f"checkpoint at {n:,} of {self.total:,} steps ({n / max(self.total, 1):.0%}): "
+                f"{live['steps_per_second']:,.0f} steps/s, training return {live['episode_return']:.1f}, "
+                f"success {live['success']:.2f} (last 100 episodes)")
+        return text.replace("nan", "-")
 
     def save_last_update(self) -> int:
         """After a stopped ``learn()``: checkpoint the model as it was at the start of the

@@ -98,11 +98,13 @@ def _make_venv(recipe: ExpertRecipe, n_envs: int, seed: int) -> Any:
         raise GatekitError("env: a training env worker process died while starting (its traceback is above); fix the env settings") from None
 
 
-def train_expert(recipe: ExpertRecipe, *, out: Path, progress: bool = True) -> dict[str, Any]:
+def train_expert(recipe: ExpertRecipe, *, out: Path, progress: bool = True,
+                 log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train the recipe's PPO expert, save it to ``out/expert.zip``, evaluate it on the test split.
 
-    Writes a checkpoint every ``recipe.checkpoint_every_s`` seconds (see the module docstring);
-    :func:`resume_expert` continues a run that was killed.
+    Writes a checkpoint every ``recipe.checkpoint_every_s`` seconds (see the module docstring),
+    each reported to ``log`` in one line when given; :func:`resume_expert` continues a run that
+    was killed.
 
     Returns:
         The figures also written to ``out/results.json``: ``timesteps``, ``n_envs``,
@@ -128,11 +130,13 @@ def train_expert(recipe: ExpertRecipe, *, out: Path, progress: bool = True) -> d
     n_envs = recipe.n_envs or os.cpu_count() or 1
     recipe = dataclasses.replace(recipe, n_envs=n_envs)
     _write_recipe(out, recipe)
-    return _train(recipe, out=out, progress=progress, checkpoint=None)
+    return _train(recipe, out=out, progress=progress, checkpoint=None, log=log)
 
 
-def resume_expert(out: Path, overrides: list[str] | tuple[str, ...] = (), *, progress: bool = True) -> dict[str, Any]:
-    """Continue the run in ``out`` from its checkpoint, to its recipe's ``total_timesteps``.
+def resume_expert(out: Path, overrides: list[str] | tuple[str, ...] = (), *, progress: bool = True,
+                  log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Continue the run in ``out`` from its checkpoint, to its recipe's ``total_timesteps``
+    (``log``: as for :func:`train_expert`).
 
     ``overrides`` (``a.b=value``) may change only :data:`RESUMABLE_FIELDS` (e.g. raise
     ``total_timesteps``); the run's ``recipe.yaml`` is updated to match.
@@ -156,7 +160,7 @@ def resume_expert(out: Path, overrides: list[str] | tuple[str, ...] = (), *, pro
                               f"only {', '.join(RESUMABLE_FIELDS)} can")
     recipe = dataclasses.replace(recipe, n_envs=recipe.n_envs or os.cpu_count() or 1)
     _write_recipe(out, recipe)
-    return _train(recipe, out=out, progress=progress, checkpoint=Checkpointer(out))
+    return _train(recipe, out=out, progress=progress, checkpoint=Checkpointer(out), log=log)
 
 
 def _write_recipe(out: Path, recipe: ExpertRecipe) -> None:
@@ -165,7 +169,8 @@ def _write_recipe(out: Path, recipe: ExpertRecipe) -> None:
     atomic_write_bytes(out / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False).encode())
 
 
-def _train(recipe: ExpertRecipe, *, out: Path, progress: bool, checkpoint: Checkpointer | None) -> dict[str, Any]:
+def _train(recipe: ExpertRecipe, *, out: Path, progress: bool, checkpoint: Checkpointer | None,
+           log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train from scratch (``checkpoint`` None) or from ``checkpoint``; then save and evaluate."""
     import torch
 
@@ -212,7 +217,7 @@ def _train(recipe: ExpertRecipe, *, out: Path, progress: bool, checkpoint: Check
         with StopFlag() as stop:  # Ctrl-C / SIGTERM: learn() stops at its next env step (a second one: at once)
             callback = ProgressCallback(total=recipe.total_timesteps, enabled=progress, checkpointer=checkpointer,
                                         checkpoint_every_s=recipe.checkpoint_every_s, description=recipe.name,
-                                        state=state, stop=stop)
+                                        state=state, stop=stop, log=log)
             try:
                 model.learn(total_timesteps=recipe.total_timesteps - start_timesteps, callback=callback,
                             reset_num_timesteps=checkpoint is None)
