@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -63,3 +64,22 @@ class Expert(ABC):
 
     def close(self) -> None:
         """Release resources (windows, devices)."""
+
+
+def positive_stds(value: Any, size: int) -> np.ndarray | None:
+    """``value`` as a float64 array of ``size`` finite positive standard deviations, or None
+    when it is not that (the caller names its field in the error)."""
+    try:
+        std = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        return None
+    if isinstance(value, str | bytes) or std.shape != (size,) or not np.all(np.isfinite(std)) or np.any(std <= 0):
+        return None
+    return std
+
+
+def gaussian_log_density(action: Any, mean: np.ndarray, std: np.ndarray) -> float:
+    """Log density of ``action`` under the diagonal Gaussian ``N(mean, diag(std^2))``."""
+    z = (np.asarray(action, dtype=np.float64).reshape(-1) - mean) / std
+    return float(np.sum(-0.5 * z * z - np.log(std) - 0.5 * math.log(2.0 * math.pi)))
+

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import copy
 import importlib.resources
-import math
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ import gymnasium as gym
 import numpy as np
 
 from gatekit.errors import ConfigError, ExpertError
-from gatekit.experts.base import Expert
+from gatekit.experts.base import Expert, gaussian_log_density, positive_stds
 
 OBS_DIM = 275
 ACTION_DIM = 2
@@ -73,7 +72,6 @@ _EXPERT_SENSORS: dict[str, Any] = {
 }
 # Lateral offsets of the two navigation checkpoints, mirrored since MetaDrive 0.4 (see above).
 _MIRRORED = (10, 15)
-_LOG_2PI = math.log(2.0 * math.pi)
 #: The state-independent action std of the PPO expert that simulates the person in PVP's
 #: release (``exp(log_std)`` of its checkpoint): steering, throttle.
 RELEASE_STD = (0.1365, 0.4583)
@@ -126,12 +124,8 @@ def check_metadrive_env(env: gym.Env, expert_id: str) -> None:
 def check_std(value: Any, name: str) -> np.ndarray:
     """``value`` as a float64 array of two finite positive standard deviations ``[steering,
     throttle]`` (else a ConfigError naming the field ``name``)."""
-    try:
-        std = np.asarray(value, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        std = np.empty(0)
-    if isinstance(value, str | bytes) or std.shape != (ACTION_DIM,) or not np.all(np.isfinite(std)) \
-            or np.any(std <= 0):
+    std = positive_stds(value, ACTION_DIM)
+    if std is None:
         raise ConfigError(f"{name}: expected two positive numbers [steering, throttle], got {value!r}")
     return std
 
@@ -309,5 +303,4 @@ class MetaDrivePPOExpert(Expert):
         mean, std = self.distribution()
         if self.log_prob_std is not None:
             std = self.log_prob_std
-        z = (a - mean) / std
-        return float(np.sum(-0.5 * z * z - np.log(std) - 0.5 * _LOG_2PI))
+        return gaussian_log_density(a, mean, std)

@@ -42,9 +42,8 @@ import gymnasium as gym
 import numpy as np
 
 from gatekit.errors import ConfigError, ExpertError
-from gatekit.experts.base import Expert
+from gatekit.experts.base import Expert, gaussian_log_density
 from gatekit.experts.metadrive import (
-    _LOG_2PI,
     ACTION_DIM,
     RELEASE_STD,
     check_metadrive_env,
@@ -189,5 +188,4 @@ class MetaDriveIDMExpert(Expert):
         a = np.asarray(action, dtype=np.float64).reshape(-1)
         if a.shape != (ACTION_DIM,):
             raise ExpertError(f"expert: log_prob needs a [steering, throttle] action, got shape {np.shape(action)}")
-        z = (a - self.mean()) / self.sigma
-        return float(np.sum(-0.5 * z * z - np.log(self.sigma) - 0.5 * _LOG_2PI))
+        return gaussian_log_density(a, self.mean(), self.sigma)

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 
 from gatekit.errors import ConfigError
-from gatekit.experts.base import Expert
+from gatekit.experts.base import Expert, gaussian_log_density, positive_stds
 from gatekit.policies import cast_action
 
 Algo = Literal["ppo", "a2c", "sac", "td3", "ddpg", "dqn"]
@@ -136,11 +136,8 @@ class SB3PolicyExpert(Expert):
             raise ConfigError(f"expert.log_prob_std: applies to a ppo/a2c policy on Box actions (a Gaussian "
                               f"around its mean), not to this {self.algo} policy on {space}; remove it")
         size = int(np.prod(space.shape))
-        try:
-            std = np.asarray(value, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            std = np.empty(0)
-        if isinstance(value, str | bytes) or std.shape != (size,) or not np.all(np.isfinite(std)) or np.any(std <= 0):
+        std = positive_stds(value, size)
+        if std is None:
             raise ConfigError(f"expert.log_prob_std: expected {size} positive numbers, one per action dimension, "
                               f"got {value!r}")
         return std
@@ -236,8 +233,6 @@ class SB3PolicyExpert(Expert):
                 dist = policy.get_distribution(obs_t)
             if self.log_prob_std is not None:  # the policy's mean, the fixed std (checked: Gaussian, Box)
                 normal: Any = dist.distribution
-                mean = normal.mean.double().numpy().reshape(-1)
-                z = (np.asarray(action, dtype=np.float64).reshape(-1) - mean) / self.log_prob_std
-                return float(np.sum(-0.5 * z * z - np.log(self.log_prob_std) - 0.5 * np.log(2.0 * np.pi)))
+                return gaussian_log_density(action, normal.mean.double().numpy().reshape(-1), self.log_prob_std)
             value = float(dist.log_prob(act_t).reshape(-1)[0])
         return value + log_jacobian
